@@ -1,0 +1,195 @@
+"""Self-describing checkpoints: a directory that rebuilds a ``MusicGenerator`` from itself alone.
+
+Layout (``musicrl`` format)::
+
+    musicrl.json        {"format": "musicrl", "version": 1, "lm": LMConfig, "conditioner": {...},
+                         "codec": {...}, "max_duration": s, "cfg_free": bool,
+                         "lineage": {"parents": [...], "step": n, "recipe": "...", ...}}
+    lm.safetensors      the audio LM
+    conditioner/ codec/ components that carry weights (safetensors; transformers' save_pretrained)
+
+Only safetensors are ever read; a directory with pickle weights is refused. A directory in the
+Hugging Face MusicGen layout loads through ``models.hf_musicgen``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from models.codecs import EncodecCodec
+from models.conditioners import DebugConditioner, MiniLMConditioner, T5Conditioner
+from models.errors import InputError
+from models.generator import MusicGenerator
+from models.lm import AudioLM, LMConfig
+
+FORMAT, VERSION = "musicrl", 1
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+# Component (de)serialisers, keyed by the "type" in musicrl.json. Other modules register more
+# (the embedded spectral codec does) through ``register_codec`` / ``register_conditioner``.
+def _save_conditioner(cond, path: Path) -> dict:
+    desc = cond.describe()
+    if desc["type"] == "debug":
+        save_file({"table": cond.table.contiguous()}, str(path / "conditioner.safetensors"))
+    elif desc["type"] == "t5":
+        cond.encoder.save_pretrained(path / "conditioner")
+        cond.tokenizer.save_pretrained(path / "conditioner")
+    return desc
+
+
+def _load_debug_conditioner(desc: dict, path: Path):
+    cond = DebugConditioner(dim=desc["dim"], buckets=desc["buckets"], max_tokens=desc["max_tokens"], seed=desc["seed"])
+    cond.table.copy_(_load_tensors(path / "conditioner.safetensors")["table"])
+    return cond
+
+
+def _load_t5_conditioner(desc: dict, path: Path):
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    sub = path / "conditioner"
+    encoder = T5EncoderModel.from_pretrained(sub, use_safetensors=True, local_files_only=True)
+    return T5Conditioner(
+        encoder, AutoTokenizer.from_pretrained(sub, local_files_only=True), desc.get("max_tokens", 512)
+    )
+
+
+CONDITIONER_LOADERS: dict[str, Callable[[dict, Path], object]] = {
+    "debug": _load_debug_conditioner,
+    "minilm": lambda desc, path: MiniLMConditioner(desc.get("max_tokens", 64)),
+    "t5": _load_t5_conditioner,
+}
+
+
+def _save_encodec(codec: EncodecCodec, path: Path) -> dict:
+    codec.model.save_pretrained(path / "codec")
+    return codec.describe()
+
+
+def _load_encodec(desc: dict, path: Path):
+    from transformers import EncodecModel
+
+    model = EncodecModel.from_pretrained(path / "codec", use_safetensors=True, local_files_only=True)
+    return EncodecCodec(model, num_codebooks=desc["num_codebooks"])
+
+
+CODEC_SAVERS: dict[str, Callable] = {"encodec": _save_encodec}
+CODEC_LOADERS: dict[str, Callable[[dict, Path], object]] = {"encodec": _load_encodec}
+
+
+def register_codec(kind: str, save: Callable, load: Callable) -> None:
+    CODEC_SAVERS[kind], CODEC_LOADERS[kind] = save, load
+
+
+def register_conditioner(kind: str, load: Callable) -> None:
+    CONDITIONER_LOADERS[kind] = load
+
+
+def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError) as err:
+        raise InputError(f"cannot read {file}: {err}") from None
+
+
+def file_hash(file: Path) -> str:
+    h = hashlib.sha256()
+    with open(file, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def save_checkpoint(gen: MusicGenerator, path: str | Path, lineage: dict | None = None) -> Path:
+    """Write ``gen`` to ``path`` atomically (a temp dir renamed into place).
+
+    lineage: e.g. {"parents": ["<hash>"], "step": 1200, "recipe": "cfg-distill", "config": {...}}.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        state = {k: v.detach().contiguous() for k, v in gen.lm.state_dict().items()}
+        save_file(state, str(tmp / "lm.safetensors"))
+        codec_desc = gen.codec.describe()
+        if codec_desc["type"] not in CODEC_SAVERS:
+            raise ValueError(f"no saver for codec type {codec_desc['type']!r}")
+        codec_desc = CODEC_SAVERS[codec_desc["type"]](gen.codec, tmp)
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "lm": gen.lm.cfg.to_dict(),
+            "conditioner": _save_conditioner(gen.conditioner, tmp),
+            "codec": codec_desc,
+            "max_duration": gen.max_duration,
+            "cfg_free": gen.cfg_free,
+            "lineage": {"parents": [], "step": 0, **(lineage or {})},
+        }
+        (tmp / "musicrl.json").write_text(json.dumps(meta, indent=2))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads((path / "musicrl.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}/musicrl.json is unreadable: {err}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"{path}/musicrl.json is not a musicrl checkpoint description")
+    return meta
+
+
+def load_checkpoint(path: str | Path) -> MusicGenerator:
+    """Rebuild a ``MusicGenerator`` from a ``musicrl`` checkpoint directory."""
+    path = Path(path)
+    meta = read_meta(path)
+    if not (path / "lm.safetensors").is_file():
+        pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if pickles:
+            raise InputError(f"{path} holds only pickle weights ({', '.join(pickles)}); pickle is refused")
+        raise InputError(f"{path} has no lm.safetensors")
+    try:
+        cfg = LMConfig(**meta["lm"])
+        cond_desc, codec_desc = meta["conditioner"], meta["codec"]
+        cond_loader = CONDITIONER_LOADERS[cond_desc["type"]]
+        codec_loader = CODEC_LOADERS[codec_desc["type"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{path}/musicrl.json is malformed: {err!r}") from None
+    lm = AudioLM(cfg)
+    state = _load_tensors(path / "lm.safetensors")
+    try:
+        lm.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise InputError(f"{path}/lm.safetensors does not match its config: {first}") from None
+    return MusicGenerator(
+        lm=lm.eval(),
+        conditioner=cond_loader(cond_desc, path),
+        codec=codec_loader(codec_desc, path),
+        name=str(path),
+        checkpoint_hash=file_hash(path / "lm.safetensors"),
+        max_duration=float(meta.get("max_duration", 30.0)),
+        cfg_free=bool(meta.get("cfg_free", False)),
+        meta={"format": FORMAT, "lineage": meta.get("lineage", {})},
+    )

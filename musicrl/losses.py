@@ -1,0 +1,375 @@
+"""Training objectives as pure tensor functions (no modules, no config, no I/O).
+
+Shape letters: B batch, K codebooks, T steps (frames), V vocabulary (codebook size).
+Audio-LM logits are ``[B, K, T, V]``; ``mask`` ``[B, K, T]`` (bool) marks the valid positions,
+i.e. not the padding introduced by the delay pattern or by sequence ends.
+
+Reduction conventions, used throughout:
+
+* "masked mean" = sum over valid positions / number of valid positions in the whole batch
+  (every valid token weighs the same, whatever sequence it belongs to);
+* "per-sequence sum" = sum over the valid positions of each sequence -> ``[B]``; this is the
+  quantity RL objectives are written in (``Σ_t log π(a_t|s_t)``, ``Σ_t KL_t``).
+
+All divergences are computed in float32 (or float64 if the input is float64) from
+``log_softmax``; logits must be finite.
+
+References: ALGORITHMS.md §2 (CFG distillation, Cideron et al. 2024, arXiv:2410.06084),
+§3 (MusicRL, arXiv:2402.04229), §4 (Bradley–Terry / WARM, arXiv:2401.12187).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Divergence = Literal["reverse_kl", "forward_kl", "gjsd"]
+Normalization = Literal["sequences", "tokens"]
+
+__all__ = [
+    "ReinforceLossOutput",
+    "bradley_terry_loss",
+    "cfg_distillation_loss",
+    "kl_regularised_reinforce_loss",
+    "kl_to_reference",
+    "masked_mean",
+    "per_token_divergence",
+    "policy_gradient_loss",
+    "sequence_sum",
+    "token_logprobs",
+    "value_loss",
+]
+
+
+# ----------------------------------------------------------------------------- shape checks
+
+
+def _check_mask(mask: Tensor, shape: torch.Size, name: str = "mask") -> None:
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor, got dtype {mask.dtype}")
+    if mask.shape != shape:
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(mask.shape)}")
+
+
+def _check_logits(logits: Tensor, name: str) -> None:
+    if logits.dim() != 4:
+        raise ValueError(f"{name} must be [B, K, T, V], got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got dtype {logits.dtype}")
+
+
+def _check_logits_pair(a: Tensor, b: Tensor, mask: Tensor, names: tuple[str, str]) -> None:
+    _check_logits(a, names[0])
+    _check_logits(b, names[1])
+    if a.shape != b.shape:
+        raise ValueError(f"{names[0]} {tuple(a.shape)} and {names[1]} {tuple(b.shape)} must have the same shape")
+    _check_mask(mask, a.shape[:3])
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+# ----------------------------------------------------------------------------- reductions
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Sum of ``values`` over valid positions divided by the number of valid positions.
+
+    values: any shape; mask: bool, same shape. Returns a scalar. With no valid position at all
+    the result is 0 (and its gradient is 0), not NaN.
+    """
+    _check_mask(mask, values.shape)
+    m = mask.to(values.dtype)
+    return (values * m).sum() / m.sum().clamp_min(1.0)
+
+
+def sequence_sum(values: Tensor, mask: Tensor) -> Tensor:
+    """Per-sequence sum over valid positions: ``values`` [B, ...], ``mask`` same shape -> [B]."""
+    _check_mask(mask, values.shape)
+    if values.dim() < 1:
+        raise ValueError("values must have a leading batch dimension")
+    return (values * mask.to(values.dtype)).flatten(1).sum(dim=1)
+
+
+def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
+    """log π(a_t | s_t) of the given tokens.
+
+    logits: [B, K, T, V]; tokens: [B, K, T] integer ids in [0, V). Returns [B, K, T] (float32 or
+    wider). Padding positions may hold any in-range id; mask them out downstream.
+    """
+    _check_logits(logits, "logits")
+    if tokens.shape != logits.shape[:3]:
+        raise ValueError(f"tokens must have shape {tuple(logits.shape[:3])}, got {tuple(tokens.shape)}")
+    if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+    logp = F.log_softmax(logits.to(_compute_dtype(logits)), dim=-1)
+    return logp.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
+
+
+# ----------------------------------------------------------------------------- divergences
+
+
+def _kl_from_logp(logp: Tensor, logq: Tensor) -> Tensor:
+    """KL(p‖q) = Σ_v p_v (log p_v − log q_v) over the last dim."""
+    return (logp.exp() * (logp - logq)).sum(dim=-1)
+
+
+def per_token_divergence(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    divergence: Divergence = "reverse_kl",
+    jsd_beta: float = 0.5,
+) -> Tensor:
+    """Exact divergence between the student and teacher next-token distributions at each position.
+
+    student_logits, teacher_logits: [B, K, T, V] -> [B, K, T]. The teacher is detached here.
+    See :func:`cfg_distillation_loss` for the definition of each divergence.
+    """
+    _check_logits(student_logits, "student_logits")
+    _check_logits(teacher_logits, "teacher_logits")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student_logits {tuple(student_logits.shape)} and teacher_logits "
+            f"{tuple(teacher_logits.shape)} must have the same shape"
+        )
+    dtype = _compute_dtype(student_logits)
+    log_s = F.log_softmax(student_logits.to(dtype), dim=-1)
+    log_t = F.log_softmax(teacher_logits.detach().to(dtype), dim=-1)
+    if divergence == "reverse_kl":
+        return _kl_from_logp(log_s, log_t)
+    if divergence == "forward_kl":
+        return _kl_from_logp(log_t, log_s)
+    if divergence == "gjsd":
+        if not 0.0 < jsd_beta < 1.0:
+            raise ValueError(
+                f"jsd_beta must lie strictly in (0, 1) (the limits are degenerate: gJSD -> 0), got {jsd_beta}"
+            )
+        beta = torch.tensor(jsd_beta, dtype=dtype, device=log_s.device)
+        # log M = log(β·p_teacher + (1−β)·p_student), computed stably in log space.
+        log_m = torch.logsumexp(torch.stack([log_t + torch.log(beta), log_s + torch.log1p(-beta)]), dim=0)
+        return jsd_beta * _kl_from_logp(log_t, log_m) + (1.0 - jsd_beta) * _kl_from_logp(log_s, log_m)
+    raise ValueError(f"unknown divergence {divergence!r}; expected 'reverse_kl', 'forward_kl' or 'gjsd'")
+
+
+def cfg_distillation_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    mask: Tensor,
+    divergence: Divergence = "reverse_kl",
+    jsd_beta: float = 0.5,
+) -> Tensor:
+    """CFG distillation: match the student (no CFG) to the CFG-guided teacher, per token.
+
+    ALGORITHMS §2 (Cideron et al. 2024, arXiv:2410.06084). ``teacher_logits`` are the already
+    CFG-combined logits of the frozen initial model (``l_u + γ (l_c − l_u)``) evaluated on the
+    student's own samples; they receive no gradient (detached inside).
+
+    With s = softmax(student_logits), t = softmax(teacher_logits) at one position, exact over V:
+
+    * ``"reverse_kl"`` (default): KL(s‖t) = Σ_v s_v log(s_v / t_v) — mode-seeking;
+    * ``"forward_kl"``: KL(t‖s) = Σ_v t_v log(t_v / s_v) — mass-covering;
+    * ``"gjsd"``: generalized Jensen–Shannon (as in GKD, Agarwal et al. 2024) with mixture
+      M = β·t + (1−β)·s::
+
+          gJSD_β(t, s) = β·KL(t‖M) + (1−β)·KL(s‖M),   0 < β < 1.
+
+      β = ½ is the ordinary JSD (bounded by log 2). Both ends vanish, but the rescaled limits are
+      the two KLs: gJSD_β / β → KL(t‖s) (forward) as β → 0, and gJSD_β / (1−β) → KL(s‖t)
+      (reverse) as β → 1.
+
+    Shapes: student_logits, teacher_logits [B, K, T, V]; mask [B, K, T] bool.
+    Returns the masked mean over valid positions (sum over valid / number valid), a scalar.
+    """
+    _check_logits_pair(student_logits, teacher_logits, mask, ("student_logits", "teacher_logits"))
+    div = per_token_divergence(student_logits, teacher_logits, divergence, jsd_beta)
+    return masked_mean(div, mask)
+
+
+def kl_to_reference(
+    policy_logits: Tensor,
+    ref_logits: Tensor,
+    mask: Tensor,
+    reduction: Literal["none", "mean", "sum", "token_mean"] = "none",
+) -> Tensor:
+    """Exact KL(π‖π_0) summed over the vocabulary at each step, then over valid positions.
+
+    MusicRL's regulariser (ALGORITHMS §3, arXiv:2402.04229)::
+
+        KL_b = Σ_{(k,t) valid} Σ_{a∈A} π(a|s_{k,t}) log(π(a|s_{k,t}) / π_0(a|s_{k,t}))
+
+    policy_logits, ref_logits: [B, K, T, V]; mask [B, K, T] bool. ``ref_logits`` are detached.
+
+    reduction: ``"none"`` -> [B] per-sequence sums (default); ``"mean"`` -> mean over B of the
+    per-sequence sums; ``"sum"`` -> total over the batch; ``"token_mean"`` -> masked mean per token.
+    """
+    _check_logits_pair(policy_logits, ref_logits, mask, ("policy_logits", "ref_logits"))
+    kl = per_token_divergence(policy_logits, ref_logits, "reverse_kl")
+    if reduction == "token_mean":
+        return masked_mean(kl, mask)
+    per_seq = sequence_sum(kl, mask)
+    if reduction == "none":
+        return per_seq
+    if reduction == "mean":
+        return per_seq.mean()
+    if reduction == "sum":
+        return per_seq.sum()
+    raise ValueError(f"unknown reduction {reduction!r}; expected 'none', 'mean', 'sum' or 'token_mean'")
+
+
+# ----------------------------------------------------------------------------- policy gradient
+
+
+def policy_gradient_loss(
+    logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    normalize: Normalization = "sequences",
+) -> Tensor:
+    """REINFORCE surrogate loss (Williams 1992), whose gradient is the policy gradient.
+
+    logprobs: [B, K, T] log π(a|s) of the *sampled* tokens (with grad); advantages: [B]
+    (sequence-level, e.g. leave-one-out) or [B, K, T] (per step, e.g. G_t − V(s_t)); mask [B, K, T].
+    Advantages are treated as constants (detached).
+
+    ``normalize="sequences"`` (default): ``−(1/B) Σ_b Σ_{valid (k,t)} A_{b(,k,t)} log π`` —
+    the per-sequence sum averaged over sequences (for [B] advantages: −mean_b A_b Σ_valid logπ).
+    ``normalize="tokens"``: same numerator divided by the number of valid tokens in the batch
+    instead of B (length-independent scale). Returns a scalar.
+    """
+    if logprobs.dim() != 3:
+        raise ValueError(f"logprobs must be [B, K, T], got shape {tuple(logprobs.shape)}")
+    _check_mask(mask, logprobs.shape)
+    adv = advantages.detach().to(logprobs.dtype)
+    if adv.shape == logprobs.shape[:1]:
+        adv = adv[:, None, None]
+    elif adv.shape != logprobs.shape:
+        raise ValueError(
+            f"advantages must be [B]={tuple(logprobs.shape[:1])} or [B, K, T]={tuple(logprobs.shape)}, "
+            f"got {tuple(advantages.shape)}"
+        )
+    weighted = sequence_sum(adv * logprobs, mask)  # [B]
+    if normalize == "sequences":
+        return -weighted.mean()
+    if normalize == "tokens":
+        return -weighted.sum() / mask.sum().clamp_min(1).to(weighted.dtype)
+    raise ValueError(f"unknown normalize {normalize!r}; expected 'sequences' or 'tokens'")
+
+
+def value_loss(values: Tensor, returns: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared error of a learned baseline: masked mean of (V(s) − G)².
+
+    values, returns, mask: same shape (typically [B, K, T]); returns are detached. No ½ factor.
+    Returns a scalar (sum over valid / number valid).
+    """
+    if values.shape != returns.shape:
+        raise ValueError(f"values {tuple(values.shape)} and returns {tuple(returns.shape)} must match")
+    _check_mask(mask, values.shape)
+    return masked_mean((values - returns.detach().to(values.dtype)) ** 2, mask)
+
+
+# ----------------------------------------------------------------------------- bradley–terry
+
+
+def bradley_terry_loss(
+    chosen_rewards: Tensor,
+    rejected_rewards: Tensor,
+    margin: float | Tensor | None = None,
+) -> Tensor:
+    """Bradley–Terry preference loss: mean_b −log σ(r⁺_b − r⁻_b − m_b).
+
+    ALGORITHMS §3/§4 (MusicRL user RM; WARM, arXiv:2401.12187). chosen_rewards, rejected_rewards:
+    [B]; margin: optional float or [B] tensor subtracted from the difference (Llama-2 style: the
+    chosen reward must beat the rejected one by at least m). Equal rewards and no margin give
+    log 2. Returns a scalar.
+    """
+    if chosen_rewards.dim() != 1 or chosen_rewards.shape != rejected_rewards.shape:
+        raise ValueError(
+            f"chosen_rewards {tuple(chosen_rewards.shape)} and rejected_rewards "
+            f"{tuple(rejected_rewards.shape)} must both be [B]"
+        )
+    diff = chosen_rewards - rejected_rewards
+    if margin is not None:
+        if isinstance(margin, Tensor) and margin.dim() > 0 and margin.shape != diff.shape:
+            raise ValueError(f"margin must be a scalar or [B]={tuple(diff.shape)}, got {tuple(margin.shape)}")
+        diff = diff - margin
+    return -F.logsigmoid(diff).mean()
+
+
+# ----------------------------------------------------------------------------- MusicRL objective
+
+
+@dataclass(frozen=True)
+class ReinforceLossOutput:
+    """Result of :func:`kl_regularised_reinforce_loss`. ``loss`` is what to backpropagate."""
+
+    loss: Tensor  # scalar: (1−α)·policy + α·kl + value_coef·value
+    policy_loss: Tensor  # scalar, REINFORCE surrogate with advantages G_t − V(s_t)
+    kl: Tensor  # scalar, KL(π‖π_0) reduced like the policy term
+    value_loss: Tensor  # scalar, masked MSE of the baseline
+    kl_per_sequence: Tensor  # [B], detached, for logging
+    advantages: Tensor  # [B, K, T], detached G_t − V(s_t) (0 at invalid positions)
+
+
+def kl_regularised_reinforce_loss(
+    policy_logits: Tensor,
+    ref_logits: Tensor,
+    tokens: Tensor,
+    returns: Tensor,
+    values: Tensor,
+    mask: Tensor,
+    alpha: float,
+    value_coef: float = 1.0,
+    normalize: Normalization = "sequences",
+) -> ReinforceLossOutput:
+    """MusicRL's KL-regularised REINFORCE with a learned value baseline (ALGORITHMS §3).
+
+    Maximises ``J = (1−α) Σ_t log π(a_t|s_t) (G_t − V(s_t)) − α Σ_t KL(π(·|s_t) ‖ π_0(·|s_t))``
+    (exact KL over the codebook at each step), and fits V to G by MSE. The returned loss is::
+
+        (1−α)·policy_gradient_loss(logπ(tokens), G − V, mask, normalize)
+        + α·KL           (per-sequence sum averaged over B, or per token if normalize="tokens")
+        + value_coef·value_loss(V, G, mask)
+
+    The advantage G − V is detached, so the value head is trained only by the MSE term and the
+    policy only by the first two terms.
+
+    Shapes: policy_logits, ref_logits [B, K, T, V]; tokens [B, K, T] (the sampled codes);
+    returns [B] (a sequence-level reward, broadcast to every step — undiscounted) or [B, K, T]
+    (see ``advantages.discounted_returns``); values [B, K, T] (per-frame values [B, T] can be
+    expanded with ``v[:, None].expand(-1, K, -1)``); mask [B, K, T]. ``alpha`` in [0, 1].
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    _check_logits_pair(policy_logits, ref_logits, mask, ("policy_logits", "ref_logits"))
+    btk = policy_logits.shape[:3]
+    if values.shape != btk:
+        raise ValueError(f"values must be [B, K, T]={tuple(btk)}, got {tuple(values.shape)}")
+    if returns.shape == btk[:1]:
+        returns = returns[:, None, None].expand(btk)
+    elif returns.shape != btk:
+        raise ValueError(f"returns must be [B]={tuple(btk[:1])} or [B, K, T]={tuple(btk)}, got {tuple(returns.shape)}")
+    returns = returns.detach().to(_compute_dtype(values))
+
+    logprobs = token_logprobs(policy_logits, tokens)
+    advantages = (returns - values.detach().to(returns.dtype)) * mask.to(returns.dtype)
+    pg = policy_gradient_loss(logprobs, advantages, mask, normalize)
+
+    kl_tok = per_token_divergence(policy_logits, ref_logits, "reverse_kl")
+    kl_seq = sequence_sum(kl_tok, mask)
+    kl = kl_seq.mean() if normalize == "sequences" else masked_mean(kl_tok, mask)
+
+    v_loss = value_loss(values, returns, mask)
+    loss = (1.0 - alpha) * pg + alpha * kl + value_coef * v_loss
+    return ReinforceLossOutput(
+        loss=loss,
+        policy_loss=pg,
+        kl=kl,
+        value_loss=v_loss,
+        kl_per_sequence=kl_seq.detach(),
+        advantages=advantages,
+    )
