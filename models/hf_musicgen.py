@@ -60,8 +60,7 @@ def lm_from_hf(hf_model: nn.Module) -> AudioLM:
         raise InputError(f"unsupported decoder activation {dec_cfg.activation_function!r} (MusicGen uses gelu)")
     lm = AudioLM(lm_config_from_hf(hf_model))
     src = hf_model.decoder.model.decoder
-    for ours, theirs in zip(lm.embeddings, src.embed_tokens, strict=True):
-        ours.weight.copy_(theirs.weight)
+    lm.embeddings.weight.copy_(torch.cat([table.weight for table in src.embed_tokens]))
     for ours, theirs in zip(lm.layers, src.layers, strict=True):
         sa, ca = theirs.self_attn, theirs.encoder_attn
         ours.self_attn.qkv.weight.copy_(torch.cat([sa.q_proj.weight, sa.k_proj.weight, sa.v_proj.weight]))
@@ -80,8 +79,7 @@ def lm_from_hf(hf_model: nn.Module) -> AudioLM:
         ours.fc2.weight.copy_(theirs.fc2.weight)
     lm.final_norm.weight.copy_(src.layer_norm.weight)
     lm.final_norm.bias.copy_(src.layer_norm.bias)
-    for ours, theirs in zip(lm.heads, hf_model.decoder.lm_heads, strict=True):
-        ours.weight.copy_(theirs.weight)
+    lm.heads.weight.copy_(torch.cat([head.weight for head in hf_model.decoder.lm_heads]))
     if isinstance(lm.cond_proj, nn.Linear):
         lm.cond_proj.weight.copy_(hf_model.enc_to_dec_proj.weight)
         lm.cond_proj.bias.copy_(hf_model.enc_to_dec_proj.bias)

@@ -169,12 +169,16 @@ class AudioLM(nn.Module):
     def __init__(self, cfg: LMConfig):
         super().__init__()
         self.cfg = cfg
-        self.embeddings = nn.ModuleList(nn.Embedding(cfg.cardinality + 1, cfg.dim) for _ in range(cfg.num_codebooks))
+        # The K codebook tables (V + 1 rows each) and the K output heads are stored stacked, so a step
+        # costs one gather and one matmul instead of K of each; row k * (V + 1) + c is code c of codebook k.
+        self.embeddings = nn.Embedding(cfg.num_codebooks * (cfg.cardinality + 1), cfg.dim)
+        offsets = torch.arange(cfg.num_codebooks) * (cfg.cardinality + 1)
+        self.register_buffer("code_offsets", offsets[:, None], persistent=False)
         self.register_buffer("positions", sinusoidal_positions(cfg.max_positions, cfg.dim), persistent=False)
         self.cond_proj = nn.Linear(cfg.cond_dim, cfg.dim) if cfg.cond_dim != cfg.dim else nn.Identity()
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
-        self.heads = nn.ModuleList(nn.Linear(cfg.dim, cfg.cardinality, bias=False) for _ in range(cfg.num_codebooks))
+        self.heads = nn.Linear(cfg.dim, cfg.num_codebooks * cfg.cardinality, bias=False)
         self.embed_scale = math.sqrt(cfg.dim) if cfg.scale_embedding else 1.0
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -184,17 +188,16 @@ class AudioLM(nn.Module):
 
     def _embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
         """tokens [B, K, S] -> [B, S, D] (sum of codebook embeddings + positions start..start+S-1)."""
-        x = self.embeddings[0](tokens[:, 0])
-        for k in range(1, self.cfg.num_codebooks):
-            x = x + self.embeddings[k](tokens[:, k])
+        x = self.embeddings(tokens + self.code_offsets).sum(dim=1)
         if self.embed_scale != 1.0:
             x = x * self.embed_scale
         return x + self.positions[start : start + tokens.shape[-1]]
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, S, D] -> [B, K, S, V]."""
-        x = self.final_norm(x)
-        return torch.stack([head(x) for head in self.heads], dim=1)
+        b, s, _ = x.shape
+        logits = self.heads(self.final_norm(x)).view(b, s, self.cfg.num_codebooks, self.cfg.cardinality)
+        return logits.transpose(1, 2)
 
     def project_text(self, text: TextStates) -> tuple[torch.Tensor, torch.Tensor]:
         """Project text states to the model width and zero the padding (as MusicGen does).
@@ -258,19 +261,35 @@ class AudioLM(nn.Module):
     def step(self, tokens: torch.Tensor, pos: int, cache: DecodeCache) -> torch.Tensor:
         """One decoding step.
 
+        Written with functional calls on the same weights as ``forward`` (no module hooks, no
+        dropout): at batch 1 a step is dominated by per-op overhead, not arithmetic.
+
         Args:
             tokens: [B, K] inputs at position ``pos``.
         Returns:
             logits [B, K, V] for position ``pos``.
         """
-        x = self._embed(tokens[:, :, None], pos)
-        n = cache.num_cond
+        cfg = self.cfg
+        b, n = tokens.shape[0], cache.num_cond
+        heads, hd, dim, eps = cfg.num_heads, cfg.dim // cfg.num_heads, (cfg.dim,), cfg.layer_norm_eps
+        x = F.embedding(tokens + self.code_offsets[:, 0], self.embeddings.weight).sum(dim=1)
+        if self.embed_scale != 1.0:
+            x = x * self.embed_scale
+        x = (x + self.positions[pos])[:, None]  # [B, 1, D]
         for i, layer in enumerate(self.layers):
-            x = x + layer.self_attn.step(layer.self_norm(x), cache.self_k[i], cache.self_v[i], pos)
+            h = F.layer_norm(x, dim, layer.self_norm.weight, layer.self_norm.bias, eps)
+            q, k, v = F.linear(h, layer.self_attn.qkv.weight).view(b, 3, heads, 1, hd).unbind(1)
+            cache.self_k[i][:, :, pos : pos + 1] = k
+            cache.self_v[i][:, :, pos : pos + 1] = v
+            y = F.scaled_dot_product_attention(q, cache.self_k[i][:, :, : pos + 1], cache.self_v[i][:, :, : pos + 1])
+            x = x + F.linear(y.view(b, 1, -1), layer.self_attn.out.weight)
             if n:
-                h = layer.cross_attn.attend(
-                    layer.cross_norm(x[:n]), cache.cross_k[i], cache.cross_v[i], cache.cross_mask
-                )
-                x = h + x[:n] if n == x.shape[0] else torch.cat([x[:n] + h, x[n:]])
-            x = x + layer.mlp(x)
-        return self._logits(x)[:, :, 0]
+                ca = layer.cross_attn
+                h = F.layer_norm(x[:n], dim, layer.cross_norm.weight, layer.cross_norm.bias, eps)
+                q = F.linear(h, ca.q.weight).view(n, heads, 1, hd)
+                y = F.scaled_dot_product_attention(q, cache.cross_k[i], cache.cross_v[i], attn_mask=cache.cross_mask)
+                x[:n] += F.linear(y.view(n, 1, -1), ca.out.weight)
+            h = F.layer_norm(x, dim, layer.mlp_norm.weight, layer.mlp_norm.bias, eps)
+            x = x + F.linear(F.gelu(F.linear(h, layer.fc1.weight)), layer.fc2.weight)
+        x = F.layer_norm(x[:, 0], dim, self.final_norm.weight, self.final_norm.bias, eps)
+        return F.linear(x, self.heads.weight).view(b, cfg.num_codebooks, cfg.cardinality)

@@ -53,29 +53,6 @@ class SamplingParams:
         return self.cfg != 1.0
 
 
-def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """Temperature, then top-k, then top-p (transformers' order); removed codes get -inf.
-
-    Args:
-        logits: [..., V].
-    Returns:
-        [..., V] processed logits.
-    """
-    logits = logits / params.temperature if params.temperature != 1.0 else logits
-    vocab = logits.shape[-1]
-    if 0 < params.top_k < vocab:
-        kth = torch.topk(logits, params.top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if params.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=False)
-        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop_sorted = cum <= 1 - params.top_p
-        drop_sorted[..., -1] = False  # always keep the most likely code
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
 def make_generators(seeds: list[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
     """One generator per batch row, so a row's sample depends only on its own seed."""
     gens = []
@@ -86,29 +63,60 @@ def make_generators(seeds: list[int], device: torch.device | str = "cpu") -> lis
     return gens
 
 
+def candidate_logprobs(logits: torch.Tensor, params: SamplingParams) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The distribution codes are drawn from: top-k, then temperature, then top-p (transformers' order).
+
+    Top-k narrows each distribution to its k best candidates (the rest would get probability zero
+    anyway), so everything after it works on C = k columns instead of V.
+
+    Args:
+        logits: [..., V].
+    Returns:
+        logp [..., C] log-probabilities of the candidates (-inf where top-p drops one);
+        index [..., C] their codes in V, or None when the candidates are all V codes in order.
+    """
+    logits = logits.float()
+    vocab = logits.shape[-1]
+    if 0 < params.top_k < vocab:
+        cand, index = torch.topk(logits, params.top_k, dim=-1)  # sorted, descending
+    elif params.top_p < 1.0:
+        cand, index = torch.sort(logits, dim=-1, descending=True)
+    else:
+        cand, index = logits, None
+    if params.temperature != 1.0:
+        cand = cand / params.temperature
+    logp = cand.log_softmax(dim=-1)
+    if params.top_p < 1.0:
+        # candidates are sorted: drop those lying wholly beyond the nucleus (the first always stays)
+        probs = logp.exp()
+        logp = logp.masked_fill(probs.cumsum(dim=-1) - probs >= params.top_p, float("-inf")).log_softmax(dim=-1)
+    return logp, index
+
+
 def sample_next(
     logits: torch.Tensor, params: SamplingParams, generators: list[torch.Generator] | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw one code per (row, codebook).
 
-    Sampling uses the exponential race (argmax p / E, E ~ Exp(1)), equivalent to a categorical draw,
-    with each row's noise from its own generator: a row's draw does not depend on its batch mates.
+    The draw is the exponential race argmax(p / E), E = -log(1 - U), U ~ Uniform(0, 1) — a categorical
+    draw — with each row's noise from that row's own generator, so a row's draw does not depend on its
+    batch mates.
 
     Args:
         logits: [B, K, V] (already CFG-combined).
         generators: B generators (ignored when greedy).
     Returns:
         codes [B, K] int64; logprobs [B, K] = log-probability of each code under the distribution it
-        was drawn from (after temperature/top-k/top-p; for greedy, under temperature-1 logits).
+        was drawn from (``candidate_logprobs``; for greedy, under the temperature-1 logits).
     """
     if params.greedy:
-        logp = logits.float().log_softmax(dim=-1)
+        logits = logits.float()
         codes = logits.argmax(dim=-1)
-        return codes, logp.gather(-1, codes[..., None])[..., 0]
-    logp = filter_logits(logits.float(), params).log_softmax(dim=-1)
-    probs = logp.exp()
+        return codes, logits.log_softmax(dim=-1).gather(-1, codes[..., None])[..., 0]
     if generators is None or len(generators) != logits.shape[0]:
         raise ValueError("sampling needs one generator per batch row")
-    noise = torch.stack([torch.empty_like(probs[0]).exponential_(generator=g) for g in generators])
-    codes = (probs / noise).argmax(dim=-1)
-    return codes, logp.gather(-1, codes[..., None])[..., 0]
+    logp, index = candidate_logprobs(logits, params)
+    uniform = torch.stack([torch.rand(logp.shape[1:], generator=g, device=logp.device) for g in generators])
+    choice = (logp.exp() / -torch.log1p(-uniform)).argmax(dim=-1, keepdim=True)
+    codes = choice if index is None else index.gather(-1, choice)
+    return codes[..., 0], logp.gather(-1, choice)[..., 0]

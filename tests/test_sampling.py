@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from models.sampling import SamplingParams, apply_cfg, filter_logits, make_generators, sample_next
+from models.sampling import SamplingParams, apply_cfg, candidate_logprobs, make_generators, sample_next
 
 
 def test_apply_cfg_formula_and_limits():
@@ -18,22 +18,32 @@ def test_apply_cfg_formula_and_limits():
 
 def test_top_k_keeps_k_best():
     logits = torch.tensor([[1.0, 4.0, 3.0, 2.0]])
-    out = filter_logits(logits, SamplingParams(top_k=2))
-    assert torch.isinf(out).tolist() == [[True, False, False, True]]
+    logp, index = candidate_logprobs(logits, SamplingParams(top_k=2))
+    assert index.tolist() == [[1, 2]]
+    torch.testing.assert_close(logp, torch.tensor([[4.0, 3.0]]).log_softmax(-1))
 
 
 def test_top_p_keeps_smallest_nucleus():
     probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
-    out = filter_logits(probs.log(), SamplingParams(top_k=0, top_p=0.7))
-    # 0.5 < 0.7, 0.5 + 0.3 >= 0.7 -> keep the first two
-    assert torch.isfinite(out).tolist() == [[True, True, False, False]]
-    out = filter_logits(probs.log(), SamplingParams(top_k=0, top_p=0.01))
-    assert torch.isfinite(out).tolist() == [[True, False, False, False]]
+    logp, index = candidate_logprobs(probs.log(), SamplingParams(top_k=0, top_p=0.7))
+    # 0.5 < 0.7, 0.5 + 0.3 >= 0.7 -> keep the first two, renormalised: 0.5/0.8, 0.3/0.8
+    assert index.tolist() == [[0, 1, 2, 3]]
+    torch.testing.assert_close(logp.exp(), torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+    logp, _ = candidate_logprobs(probs.log(), SamplingParams(top_k=0, top_p=0.01))
+    assert torch.isfinite(logp).tolist() == [[True, False, False, False]]
+
+
+def test_no_filter_keeps_all_codes_in_order():
+    logits = torch.tensor([[0.0, 1.0, 2.0]])
+    logp, index = candidate_logprobs(logits, SamplingParams(top_k=0))
+    assert index is None
+    torch.testing.assert_close(logp, logits.log_softmax(-1))
 
 
 def test_temperature_divides_logits():
     logits = torch.tensor([[2.0, 4.0]])
-    assert filter_logits(logits, SamplingParams(temperature=2.0, top_k=0)).tolist() == [[1.0, 2.0]]
+    logp, _ = candidate_logprobs(logits, SamplingParams(temperature=2.0, top_k=0))
+    torch.testing.assert_close(logp, torch.tensor([[1.0, 2.0]]).log_softmax(-1))
 
 
 def test_greedy_is_argmax_with_logprob():
@@ -54,13 +64,15 @@ def test_seeded_rows_are_deterministic_and_independent():
     assert torch.equal(c[0], a[1])
 
 
-def test_sampling_frequencies_follow_the_distribution():
-    probs = torch.tensor([0.6, 0.3, 0.1])
+@pytest.mark.parametrize("top_k", [0, 2])
+def test_sampling_frequencies_follow_the_distribution(top_k):
+    probs = torch.tensor([0.6, 0.1, 0.3])
     logits = probs.log().expand(1, 4000, 3).contiguous()
-    codes, logp = sample_next(logits, SamplingParams(top_k=0), make_generators([7]))
+    codes, logp = sample_next(logits, SamplingParams(top_k=top_k), make_generators([7]))
     freq = torch.bincount(codes.flatten(), minlength=3).float() / 4000
-    torch.testing.assert_close(freq, probs, atol=0.03, rtol=0)
-    torch.testing.assert_close(logp, probs.log()[codes])
+    expected = probs if top_k == 0 else torch.tensor([0.6, 0.0, 0.3]) / 0.9
+    torch.testing.assert_close(freq, expected, atol=0.03, rtol=0)
+    torch.testing.assert_close(logp, expected.log()[codes])
 
 
 def test_invalid_params_rejected():
