@@ -107,8 +107,15 @@ class RatingTable:
 
     def as_dicts(self) -> list[dict[str, object]]:
         return [
-            {"rank": i + 1, "model": r.model, "rating": r.rating, "ci_low": r.ci_low, "ci_high": r.ci_high,
-             "votes": r.votes, "provisional": r.provisional}
+            {
+                "rank": i + 1,
+                "model": r.model,
+                "rating": r.rating,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+                "votes": r.votes,
+                "provisional": r.provisional,
+            }
             for i, r in enumerate(self.rows)
         ]
 
@@ -170,8 +177,11 @@ def _aggregate(battles: Sequence[Battle], models: tuple[str, ...], both_bad: Bot
         models=models,
         ia=np.array([k[0] for k in keys], dtype=np.int64),
         ib=np.array([k[1] for k in keys], dtype=np.int64),
-        a_wins=arr[:, 0], b_wins=arr[:, 1], ties=arr[:, 2],
-        votes=votes, n_battles=len(battles),
+        a_wins=arr[:, 0],
+        b_wins=arr[:, 1],
+        ties=arr[:, 2],
+        votes=votes,
+        n_battles=len(battles),
     )
 
 
@@ -331,13 +341,26 @@ def bootstrap_ratings(
     low, high = np.percentile(boots, [100 * alpha, 100 * (1 - alpha)], axis=0)
     rating, low, high = (_to_elo(x, scale, base, init_rating) for x in (point[0], low, high))
     rows = [
-        ModelRating(model=m, rating=float(rating[i]), ci_low=float(low[i]), ci_high=float(high[i]),
-                    votes=int(counts.votes[i]), provisional=bool(counts.votes[i] < min_votes))
+        ModelRating(
+            model=m,
+            rating=float(rating[i]),
+            ci_low=float(low[i]),
+            ci_high=float(high[i]),
+            votes=int(counts.votes[i]),
+            provisional=bool(counts.votes[i] < min_votes),
+        )
         for i, m in enumerate(counts.models)
     ]
     rows.sort(key=lambda r: (-r.rating, r.model))
-    return RatingTable(rows=tuple(rows), n_battles=counts.n_battles, n_fitted=n_fit, n_boot=n_boot,
-                       confidence=confidence, min_votes=min_votes, both_bad=both_bad)
+    return RatingTable(
+        rows=tuple(rows),
+        n_battles=counts.n_battles,
+        n_fitted=n_fit,
+        n_boot=n_boot,
+        confidence=confidence,
+        min_votes=min_votes,
+        both_bad=both_bad,
+    )
 
 
 # ----------------------------------------------------------------------------- win rates
@@ -367,9 +390,7 @@ def win_rate_matrix(battles: Sequence[Battle], models: Sequence[str]) -> np.ndar
     return rate
 
 
-def plot_win_rate_matrix(
-    matrix: np.ndarray, models: Sequence[str], path: str | Path, title: str = ""
-) -> Path:
+def plot_win_rate_matrix(matrix: np.ndarray, models: Sequence[str], path: str | Path, title: str = "") -> Path:
     """Write a PNG heatmap of a :func:`win_rate_matrix` (row model's win rate vs column model).
 
     Uses matplotlib's object API with the Agg canvas (no pyplot state, safe in threads). Cells show
@@ -396,8 +417,15 @@ def plot_win_rate_matrix(
         for j in range(n):
             if np.isfinite(matrix[i, j]):
                 value = matrix[i, j]
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=9,
-                        color="white" if abs(value - 0.5) > 0.3 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if abs(value - 0.5) > 0.3 else "black",
+                )
     if title:
         ax.set_title(title)
     fig.tight_layout()

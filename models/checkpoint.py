@@ -31,6 +31,7 @@ from models.conditioners import DebugConditioner, MiniLMConditioner, T5Condition
 from models.errors import InputError
 from models.generator import MusicGenerator
 from models.lm import AudioLM, LMConfig
+from models.spectral_codec import SpectralCodec
 
 FORMAT, VERSION = "musicrl", 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -83,8 +84,16 @@ def _load_encodec(desc: dict, path: Path):
     return EncodecCodec(model, num_codebooks=desc["num_codebooks"])
 
 
-CODEC_SAVERS: dict[str, Callable] = {"encodec": _save_encodec}
-CODEC_LOADERS: dict[str, Callable[[dict, Path], object]] = {"encodec": _load_encodec}
+def _save_spectral(codec: SpectralCodec, path: Path) -> dict:
+    codec.save(path / "codec")
+    return codec.describe()
+
+
+CODEC_SAVERS: dict[str, Callable] = {"encodec": _save_encodec, "spectral": _save_spectral}
+CODEC_LOADERS: dict[str, Callable[[dict, Path], object]] = {
+    "encodec": _load_encodec,
+    "spectral": lambda desc, path: SpectralCodec.load(path / "codec"),
+}
 
 
 def register_codec(kind: str, save: Callable, load: Callable) -> None:

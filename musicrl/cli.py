@@ -9,7 +9,7 @@ import sys
 from models.errors import InputError
 
 # Subcommand modules under musicrl.commands; each has register(subparsers) and sets `func`.
-COMMANDS = ("generate", "data", "bench")
+COMMANDS = ("generate", "data", "train", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,68 @@
+"""Figures people would rather look at than read (matplotlib's object API on Agg, no pyplot state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from models.audio_features import log_mel, mel_filterbank, stft_magnitude
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def mel_image(wav: torch.Tensor, sample_rate: int, n_mels: int = 80) -> torch.Tensor:
+    """[S] -> log-mel image [n_mels, T] for display."""
+    fb = mel_filterbank(sample_rate, 1024, n_mels)
+    return log_mel(stft_magnitude(wav[None].float(), 1024, 256), fb)[0]
+
+
+def plot_spectrogram_pairs(
+    pairs: list[tuple[str, torch.Tensor, torch.Tensor]],
+    sample_rate: int,
+    path: str | Path,
+    labels: tuple[str, str] = ("original", "reconstruction"),
+) -> Path:
+    """One row per (title, a, b): log-mel spectrograms side by side."""
+    fig = _figure(10, 2.6 * len(pairs))
+    for i, (title, a, b) in enumerate(pairs):
+        for j, (wav, label) in enumerate(((a, labels[0]), (b, labels[1]))):
+            ax = fig.add_subplot(len(pairs), 2, 2 * i + j + 1)
+            img = mel_image(wav, sample_rate).numpy()
+            ax.imshow(
+                img,
+                origin="lower",
+                aspect="auto",
+                cmap="magma",
+                extent=(0, wav.shape[-1] / sample_rate, 0, img.shape[0]),
+            )
+            ax.set_title(f"{title} — {label}", fontsize=9)
+            ax.set_xlabel("seconds", fontsize=8)
+            ax.set_ylabel("mel bin", fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
+def plot_spectrogram(wav: torch.Tensor, sample_rate: int, path: str | Path, title: str = "") -> Path:
+    """A single clip's log-mel spectrogram (the app shows one per generated clip)."""
+    fig = _figure(6, 2.2)
+    ax = fig.add_subplot(1, 1, 1)
+    img = mel_image(wav, sample_rate).numpy()
+    ax.imshow(
+        img, origin="lower", aspect="auto", cmap="magma", extent=(0, wav.shape[-1] / sample_rate, 0, img.shape[0])
+    )
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("seconds", fontsize=8)
+    ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)

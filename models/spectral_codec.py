@@ -1,0 +1,151 @@
+"""The embedded default's codec: spectral frames -> residual VQ codes -> spectral frames -> Griffin-Lim.
+
+Why spectral: a waveform EnCodec trained for 15 CPU-minutes kept no pitch at all (chroma 0.04),
+while this design converges on a CPU (docs/MODELS.md). Per 50 Hz frame (16 kHz, n_fft 1024, hop 320):
+
+    log|STFT| [F=513] -> per-bin normalisation -> conv encoder -> LayerNorm -> latent [D]
+    -> residual VQ (Q codebooks x C codes) -> conv decoder -> log|STFT| -> Griffin-Lim -> waveform
+
+It implements the ``models.codecs.Codec`` protocol (wav [B, 1, S] <-> codes [B, Q, T]).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from models.audio_features import griffin_lim, stft_magnitude
+from models.quantizer import QuantizerOutput, ResidualVQ
+
+LOG_EPS = 1e-5
+
+
+@dataclass
+class SpectralCodecConfig:
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop: int = 320
+    width: int = 256
+    latent_dim: int = 64
+    num_blocks: int = 3
+    num_quantizers: int = 4
+    codebook_size: int = 256
+    griffin_lim_iters: int = 64
+
+    @property
+    def bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+
+class ResBlock(nn.Module):
+    def __init__(self, width: int, dilation: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
+        self.conv2 = nn.Conv1d(width, width, 1)
+        self.norm = nn.GroupNorm(1, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.gelu(self.conv1(F.gelu(self.norm(x)))))
+
+
+def _stack(cin: int, width: int, cout: int, blocks: int) -> nn.Sequential:
+    layers = [nn.Conv1d(cin, width, 3, padding=1)]
+    layers += [ResBlock(width, 2**i) for i in range(blocks)]
+    layers += [nn.GELU(), nn.Conv1d(width, cout, 3, padding=1)]
+    return nn.Sequential(*layers)
+
+
+class SpectralCodec(nn.Module):
+    """See the module docstring. ``bin_mean``/``bin_std`` [F] are set from training data."""
+
+    def __init__(self, cfg: SpectralCodecConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.sample_rate, self.channels = cfg.sample_rate, 1
+        self.frame_rate = cfg.sample_rate / cfg.hop
+        self.num_codebooks, self.cardinality = cfg.num_quantizers, cfg.codebook_size
+        self.register_buffer("bin_mean", torch.zeros(cfg.bins))
+        self.register_buffer("bin_std", torch.ones(cfg.bins))
+        self.encoder = _stack(cfg.bins, cfg.width, cfg.latent_dim, cfg.num_blocks)
+        self.latent_norm = nn.LayerNorm(cfg.latent_dim)
+        self.quantizer = ResidualVQ(cfg.num_quantizers, cfg.codebook_size, cfg.latent_dim)
+        self.decoder = _stack(cfg.latent_dim, cfg.width, cfg.bins, cfg.num_blocks)
+
+    # --- spectral frames --------------------------------------------------------------------
+    def log_magnitude(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, S] -> log|STFT| [B, F, T], T = S // hop + 1."""
+        return torch.log(stft_magnitude(wav.float(), self.cfg.n_fft, self.cfg.hop) + LOG_EPS)
+
+    def normalise(self, logmag: torch.Tensor) -> torch.Tensor:
+        return (logmag - self.bin_mean[:, None]) / self.bin_std[:, None]
+
+    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.bin_std[:, None] + self.bin_mean[:, None]
+
+    # --- model ------------------------------------------------------------------------------
+    def encode_latent(self, norm_logmag: torch.Tensor) -> torch.Tensor:
+        """[B, F, T] -> latents [B, T, D]."""
+        return self.latent_norm(self.encoder(norm_logmag).transpose(1, 2))
+
+    def decode_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """latents [B, T, D] -> normalised log-magnitude [B, F, T]."""
+        return self.decoder(z.transpose(1, 2))
+
+    def forward(self, norm_logmag: torch.Tensor, quantize: bool = True) -> tuple[torch.Tensor, QuantizerOutput | None]:
+        """Training pass: normalised log-magnitude [B, F, T] -> its reconstruction [B, F, T]."""
+        z = self.encode_latent(norm_logmag)
+        if not quantize:
+            return self.decode_latent(z), None
+        q = self.quantizer(z)
+        return self.decode_latent(q.quantized), q
+
+    # --- Codec protocol ---------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav [B, 1, S] -> codes [B, Q, T]."""
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise ValueError(f"wav must be [B, 1, S], got {tuple(wav.shape)}")
+        z = self.encode_latent(self.normalise(self.log_magnitude(wav[:, 0])))
+        return self.quantizer.encode(z)
+
+    @torch.no_grad()
+    def decode_magnitude(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, Q, T] -> magnitudes [B, F, T]."""
+        logmag = self.denormalise(self.decode_latent(self.quantizer.decode(codes)))
+        return (logmag.exp() - LOG_EPS).clamp_min(0.0)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, Q, T] -> wav [B, 1, (T - 1) * hop] via Griffin-Lim (deterministic)."""
+        if codes.dim() != 3 or codes.shape[1] != self.num_codebooks:
+            raise ValueError(f"codes must be [B, {self.num_codebooks}, T], got {tuple(codes.shape)}")
+        mag = self.decode_magnitude(codes)
+        length = codes.shape[-1] * self.cfg.hop
+        wav = griffin_lim(mag, self.cfg.n_fft, self.cfg.hop, self.cfg.griffin_lim_iters, length=length)
+        return wav[:, None]
+
+    def describe(self) -> dict:
+        return {"type": "spectral", **asdict(self.cfg)}
+
+    # --- files ------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path / "codec.safetensors"))
+        (path / "codec.json").write_text(json.dumps(asdict(self.cfg), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> SpectralCodec:
+        path = Path(path)
+        codec = cls(SpectralCodecConfig(**json.loads((path / "codec.json").read_text())))
+        state = {
+            k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path / "codec.safetensors")).items()
+        }
+        codec.load_state_dict(state)
+        return codec.eval()

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``musicrl bench``: ratios against a baseline measured in the same run."""

@@ -1,0 +1,34 @@
+"""Reading a built corpus (``musicrl data build``) for training and evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from models.errors import InputError
+from musicrl.corpus.attributes import load_manifest
+
+
+def split_records(corpus: str | Path, split: str, limit: int = 0) -> list[dict]:
+    """Manifest records of one split, in manifest order (the first ``limit`` if > 0)."""
+    manifest = Path(corpus) / "manifest.jsonl"
+    if not manifest.is_file():
+        raise InputError(f"{corpus} is not a corpus directory (no manifest.jsonl); build one with musicrl data build")
+    records = [r for r in load_manifest(manifest) if r["split"] == split]
+    return records[:limit] if limit else records
+
+
+def load_split_audio(
+    corpus: str | Path, split: str, sample_rate: int, limit: int = 0
+) -> tuple[list[np.ndarray], list[dict]]:
+    """Waveforms (float32 [S]) and records of one split."""
+    records = split_records(corpus, split, limit)
+    clips = []
+    for r in records:
+        wav, sr = sf.read(str(Path(corpus) / r["path"]), dtype="float32")
+        if sr != sample_rate:
+            raise InputError(f"{r['path']} is {sr} Hz; this model needs {sample_rate} Hz (rebuild with --sample-rate)")
+        clips.append(wav if wav.ndim == 1 else wav.mean(axis=1))
+    return clips, records
