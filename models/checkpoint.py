@@ -40,6 +40,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # Component (de)serialisers, keyed by the "type" in musicrl.json. Other modules register more
 # (the embedded spectral codec does) through ``register_codec`` / ``register_conditioner``.
 def _save_conditioner(cond, path: Path) -> dict:
+    """Weights of conditioners that carry their own (debug table, a checkpoint's T5); packaged
+    encoders (MiniLM) are stored by description only."""
     desc = cond.describe()
     if desc["type"] == "debug":
         save_file({"table": cond.table.contiguous()}, str(path / "conditioner.safetensors"))
@@ -119,16 +121,22 @@ def file_hash(file: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def save_checkpoint(gen: MusicGenerator, path: str | Path, lineage: dict | None = None) -> Path:
+def save_checkpoint(
+    gen: MusicGenerator, path: str | Path, lineage: dict | None = None, weights_dtype: torch.dtype | None = None
+) -> Path:
     """Write ``gen`` to ``path`` atomically (a temp dir renamed into place).
 
     lineage: e.g. {"parents": ["<hash>"], "step": 1200, "recipe": "cfg-distill", "config": {...}}.
+    weights_dtype: store the LM's floating weights in this dtype (e.g. torch.float16 for shipping);
+    they are computed in float32 after loading.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        state = {k: v.detach().contiguous() for k, v in gen.lm.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in gen.lm.state_dict().items()}
+        if weights_dtype is not None:
+            state = {k: v.to(weights_dtype) if v.is_floating_point() else v for k, v in state.items()}
         save_file(state, str(tmp / "lm.safetensors"))
         codec_desc = gen.codec.describe()
         if codec_desc["type"] not in CODEC_SAVERS:
@@ -186,7 +194,7 @@ def load_checkpoint(path: str | Path) -> MusicGenerator:
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{path}/musicrl.json is malformed: {err!r}") from None
     lm = AudioLM(cfg)
-    state = _load_tensors(path / "lm.safetensors")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in _load_tensors(path / "lm.safetensors").items()}
     try:
         lm.load_state_dict(state, strict=True)
     except RuntimeError as err:

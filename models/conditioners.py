@@ -131,3 +131,18 @@ class DebugConditioner(nn.Module):
             "max_tokens": self.max_tokens,
             "seed": self.seed,
         }
+
+
+class ConditionerRef:
+    """A packaged conditioner known by its description alone (e.g. {"type": "minilm", "max_tokens": 32}):
+    lets a checkpoint be written on a machine that does not have the encoder installed."""
+
+    def __init__(self, description: dict):
+        self.description = dict(description)
+        self.dim = int(self.description.get("dim", 0))
+
+    def describe(self) -> dict:
+        return dict(self.description)
+
+    def encode(self, prompts: list[str]) -> TextStates:
+        raise RuntimeError("a ConditionerRef only describes a conditioner; load the checkpoint to encode text")

@@ -1,0 +1,41 @@
+"""Assemble the embedded default checkpoint from its trained parts (LM shards + spectral codec)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from models.checkpoint import save_checkpoint
+from models.conditioners import ConditionerRef
+from models.generator import MusicGenerator
+from models.lm import AudioLM, LMConfig
+from models.spectral_codec import SpectralCodec
+
+
+def load_lm_shards(best: Path) -> tuple[AudioLM, dict]:
+    """An AudioLM (float32) from ``lm-NN.safetensors`` shards + ``lm.json`` written by the lm recipe."""
+    info = json.loads((best / "lm.json").read_text())
+    lm = AudioLM(LMConfig(**info["lm"]))
+    state = {}
+    for shard in sorted(best.glob("lm-*.safetensors")):
+        state.update({k: v.float() for k, v in load_file(str(shard)).items()})
+    lm.load_state_dict(state)
+    return lm.eval(), info
+
+
+def assemble_default(
+    best: Path, codec_dir: Path, out: Path, max_duration: float = 8.0, max_text_tokens: int = 32
+) -> Path:
+    lm, info = load_lm_shards(best)
+    gen = MusicGenerator(
+        lm=lm,
+        conditioner=ConditionerRef({"type": "minilm", "max_tokens": max_text_tokens}),
+        codec=SpectralCodec.load(codec_dir),
+        name="default",
+        max_duration=max_duration,
+    )
+    lineage = {"parents": [], "step": info["step"], "recipe": "lm", "metrics": info["metrics"]}
+    return save_checkpoint(gen, out, lineage=lineage, weights_dtype=torch.float16)
