@@ -62,6 +62,7 @@ class Config:
     save_every: int = 500
     amp: bool = True  # bf16 autocast on CUDA (fp32 on CPU: bf16 matmuls are slow there)
     time_limit_min: float = 0.0
+    time_budget_min: float = 0.0  # > 0: after 30 timed steps, set `steps` so training ends within this budget
     seed: int = 0
     device: str = "auto"
     codec: str = ""  # spectral codec dir: export a full musicrl checkpoint at the end
@@ -203,6 +204,15 @@ def main(cfg: Config) -> dict:
         opt.step()
         step += 1
         bar.update(1)
+        if cfg.time_budget_min and step == 40:
+            torch.cuda.synchronize() if device.type == "cuda" else None
+            t10 = time.time()
+        if cfg.time_budget_min and step == 70:
+            torch.cuda.synchronize() if device.type == "cuda" else None
+            per_step = (time.time() - t10) / 30 * 1.1  # 10 % for evaluation and saving
+            cfg.steps = max(step + 1, int(cfg.time_budget_min * 60 / per_step))
+            bar.total = cfg.steps
+            print(f"{per_step * 1000:.1f} ms/step: training for {cfg.steps} steps to fit {cfg.time_budget_min} min")
         if step % cfg.log_every == 0:
             log.write(
                 {
