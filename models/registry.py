@@ -7,8 +7,9 @@ from pathlib import Path
 from models.errors import InputError
 from models.generator import MusicGenerator
 
-# The embedded default is shipped inside the package (see docs/MODELS.md).
-DEFAULT_DIR = Path(__file__).resolve().parent / "assets" / "default"
+# The embedded default and its scorers are shipped inside the package (see docs/MODELS.md).
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+DEFAULT_DIR = ASSETS_DIR / "default"
 NAMES = ("default", "debug")
 
 

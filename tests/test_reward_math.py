@@ -1,11 +1,11 @@
-"""Hand-computed checks of musicrl.reward_math."""
+"""Hand-computed checks of evaluation.reward_math."""
 
 import math
 
 import pytest
 import torch
 
-from musicrl.reward_math import (
+from evaluation.reward_math import (
     cosine_adherence,
     diversity_rewards,
     mean_pairwise_diversity,

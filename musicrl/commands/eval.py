@@ -1,0 +1,195 @@
+"""``musicrl eval``: generate from a prompt set with each model and guidance scale, score, report.
+
+    musicrl eval --models default --cfg 1 3 --prompts corpus:data/corpus:test:20 \\
+        --samples-per-prompt 4 --out runs/eval/default
+
+Writes results.jsonl (one row per clip), summary.jsonl (one per model x cfg), report.md and
+pareto.png. Scorers (text-audio embedder, quality model, judges) default to the shipped ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from models.errors import InputError
+
+JUDGED = ("style", "tempo_band", "mode", "lead_instrument", "drums")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate models on a prompt set (adherence, quality, diversity, FAD, judges)")
+    p.add_argument(
+        "--models", nargs="+", default=["default"], help="registry names or checkpoint dirs, optionally LABEL=PATH"
+    )
+    p.add_argument("--cfg", nargs="+", type=float, default=[3.0], help="guidance scales to evaluate each model at")
+    p.add_argument(
+        "--prompts",
+        default="corpus:data/corpus:test:20",
+        help="a .jsonl (caption + attributes) or .txt file, or corpus:DIR:SPLIT:N",
+    )
+    p.add_argument("--samples-per-prompt", type=int, default=4)
+    p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--embedder", type=Path, default=None)
+    p.add_argument("--quality", type=Path, default=None)
+    p.add_argument("--judges", type=Path, default=None)
+    p.add_argument(
+        "--reference",
+        default="corpus:data/corpus:test:200",
+        help="real clips for FAD and the real-clip row: corpus:DIR:SPLIT:N, or 'none'",
+    )
+    p.add_argument("--save-audio", action="store_true", help="also write every clip as WAV under OUT/audio")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=run)
+
+
+def _corpus_spec(spec: str) -> tuple[Path, str, int]:
+    try:
+        _, root, split, n = spec.split(":")
+        return Path(root), split, int(n)
+    except ValueError:
+        raise InputError(f"{spec!r} is not corpus:DIR:SPLIT:N") from None
+
+
+def corpus_prompts(spec: str):
+    """Prompts (captions + the attributes they state) of the first N clips of a corpus split."""
+    from evaluation.suite import EvalPrompt
+    from musicrl.corpus.attributes import tempo_band
+    from musicrl.corpus.captions import parse_caption
+    from musicrl.corpus_data import split_records
+
+    root, split, n = _corpus_spec(spec)
+    records = split_records(root, split, n)
+    if not records:
+        raise InputError(f"no clips in split {split!r} of {root}")
+    prompts = []
+    for r in records:
+        stated = parse_caption(r["caption"])
+        if "tempo" in stated and "tempo_band" not in stated:
+            stated["tempo_band"] = tempo_band(float(stated["tempo"]))
+        attrs = {a: str(r[a]) for a in JUDGED if a in stated and a in r}
+        prompts.append(EvalPrompt(r["caption"], attrs))
+    return prompts, records, root
+
+
+def load_prompts(spec: str):
+    from evaluation.suite import EvalPrompt
+
+    if spec.startswith("corpus:"):
+        return corpus_prompts(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise InputError(f"prompt file {spec} does not exist")
+    prompts = []
+    for i, line in enumerate(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                row = json.loads(line)
+                prompts.append(EvalPrompt(row["caption"], {k: str(v) for k, v in row.get("attributes", {}).items()}))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise InputError(f'{path}:{i + 1}: expected {{"caption": ..., "attributes": {{...}}}}') from None
+        else:
+            prompts.append(EvalPrompt(line.strip()))
+    if not prompts:
+        raise InputError(f"{path} holds no prompts")
+    return prompts, None, None
+
+
+def load_scorers(args: argparse.Namespace, sample_rate: int):
+    from evaluation.suite import Scorers
+    from models.registry import ASSETS_DIR
+
+    def pick(given: Path | None, name: str) -> Path | None:
+        if given is not None:
+            if not given.is_dir():
+                raise InputError(f"--{name} {given} is not a directory")
+            return given
+        default = ASSETS_DIR / name
+        return default if default.is_dir() else None
+
+    scorers = Scorers()
+    if path := pick(args.embedder, "embedder"):
+        from models.embedder import TextAudioEmbedder
+
+        scorers.embedder = TextAudioEmbedder.load(path)
+    if path := pick(args.quality, "quality"):
+        from models.quality import QualityModel
+
+        scorers.quality = QualityModel.load(path)
+    if path := pick(args.judges, "judges"):
+        from evaluation.judges import Judges
+
+        scorers.judges = Judges.load(path)
+    for name in ("embedder", "quality", "judges"):
+        model = getattr(scorers, name)
+        if model is not None and getattr(model, "sample_rate", sample_rate) != sample_rate:
+            raise InputError(f"the {name} expects {model.sample_rate} Hz audio; the models generate {sample_rate} Hz")
+    return scorers
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from evaluation.report import write_report
+    from evaluation.suite import ModelSpec, evaluate_model, evaluate_real
+    from models.audio_io import atomic_write, wav_bytes
+    from models.registry import load_generator
+    from musicrl.corpus_data import load_split_audio
+
+    if args.samples_per_prompt < 1:
+        raise InputError("--samples-per-prompt must be >= 1")
+    if any(c < 0 for c in args.cfg):
+        raise InputError("--cfg values must be >= 0")
+    prompts, records, root = load_prompts(args.prompts)
+    specs = []
+    for item in args.models:
+        label, sep, path = item.partition("=")
+        gen = load_generator(path if sep else item)
+        label = label if sep else (gen.name if gen.name in ("default", "debug") else Path(item).name)
+        gen.num_frames(args.duration)
+        specs += [ModelSpec(label, gen, cfg=c) for c in args.cfg]
+    sample_rate = specs[0].generator.sample_rate
+    scorers = load_scorers(args, sample_rate)
+    summaries = []
+    if args.reference != "none" and (scorers.embedder is not None or scorers.judges is not None):
+        ref_root, ref_split, ref_n = _corpus_spec(args.reference)
+        ref_audio, _ = load_split_audio(ref_root, ref_split, sample_rate, ref_n)
+        if scorers.embedder is not None and ref_audio:
+            n = min(len(a) for a in ref_audio)
+            scorers.reference = torch.cat(
+                [
+                    scorers.embedder.embed_audio(torch.stack([torch.from_numpy(a[:n]) for a in ref_audio[i : i + 32]]))
+                    for i in range(0, len(ref_audio), 32)
+                ]
+            ).cpu()
+        if records is not None:
+            real, _ = load_split_audio(root, records[0]["split"], sample_rate, len(records))
+            n = min(len(a) for a in real)
+            summaries.append(evaluate_real(torch.stack([torch.from_numpy(a[:n]) for a in real]), prompts, scorers))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "audio").mkdir(exist_ok=True) if args.save_audio else None
+    with open(args.out / "results.jsonl", "w") as results:
+        for spec in tqdm(specs, desc="models", unit="setting", file=sys.stderr, disable=None):
+
+            def on_clip(row, audio, spec=spec):
+                results.write(json.dumps(row) + "\n")
+                if args.save_audio:
+                    name = f"{spec.label}_cfg{spec.cfg:g}_p{row['prompt_index']:03d}_s{row['sample']}.wav"
+                    atomic_write(args.out / "audio" / name, wav_bytes(audio[None], sample_rate))
+
+            _, summary = evaluate_model(
+                spec, prompts, args.samples_per_prompt, args.duration, scorers, args.seed, on_clip=on_clip
+            )
+            summaries.append(summary)
+            print(json.dumps(summary), file=sys.stderr)
+    command = "musicrl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("musicrl") else ""
+    report = write_report(summaries, args.out, command)
+    print(report)
+    return 0
