@@ -9,7 +9,14 @@ BUDGET=${BUDGET:-6.5}
 export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-python3 -m musicrl.cli train lm --config configs/lm.yaml data=data/lm_tokens out=/tmp/lm codec= \
-    batch_size=${BATCH:-64} time_budget_min=$BUDGET eval_every=${EVAL_EVERY:-400} "$@" 2>&1 | tee "$OUT/train.log"
+# the recipe is called directly (not through the CLI), so no other command's imports are needed there
+python3 - "$@" <<PY 2>&1 | tee "$OUT/train.log"
+import sys
+from musicrl.config import load_config
+from musicrl.recipes import lm
+overrides = ["data=data/lm_tokens", "out=/tmp/lm", "codec=", "batch_size=${BATCH:-64}",
+             "time_budget_min=$BUDGET", "eval_every=${EVAL_EVERY:-400}", *sys.argv[1:]]
+lm.main(load_config(lm.Config, "configs/lm.yaml", overrides))
+PY
 cp /tmp/lm/best/* /tmp/lm/log.jsonl /tmp/lm/metrics.json "$OUT"/
 ls -la "$OUT"
