@@ -153,6 +153,8 @@ def save_checkpoint(
             "lineage": {"parents": [], "step": 0, **(lineage or {})},
         }
         (tmp / "musicrl.json").write_text(json.dumps(meta, indent=2))
+        for item in [tmp, *tmp.rglob("*")]:  # mkdtemp and safetensors create owner-only files
+            item.chmod(0o755 if item.is_dir() else 0o644)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -52,17 +52,19 @@ class FrontendConfig:
     fmin: float = 30.0
     chroma: bool = True  # 12 extra log-chroma channels: 64 mel bands are too coarse for pitch classes
     chroma_fmin: float = 180.0  # below this, 15.6 Hz STFT bins cannot separate semitones
+    fine_n_fft: int = 0  # > 0: also a short-window log-mel (same hop) that shows smeared transients
+    fine_n_mels: int = 32
 
     @property
     def channels(self) -> int:
-        return self.n_mels + (12 if self.chroma else 0)
+        return self.n_mels + (12 if self.chroma else 0) + (self.fine_n_mels if self.fine_n_fft else 0)
 
     def frames(self, seconds: float) -> int:
         return max(1, int(round(seconds * self.sample_rate / self.hop)))
 
 
 class LogMelFrontend(nn.Module):
-    """wav [B, S] -> log features [B, C, T] (C = n_mels [+ 12 chroma]), standardised per channel.
+    """wav [B, S] -> log features [B, C, T] (C = n_mels [+ 12 chroma] [+ fine_n_mels]), standardised.
 
     ``log_features`` is the raw log energy: a gain g adds 2·ln g to every channel, which the
     recipes use to augment cached features. ``normalise`` applies the per-channel mean/std fitted
@@ -74,6 +76,8 @@ class LogMelFrontend(nn.Module):
         self.register_buffer("mel_fb", mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin))
         if cfg.chroma:
             self.register_buffer("chroma_fb", chroma_filterbank(cfg.sample_rate, cfg.n_fft, cfg.chroma_fmin))
+        if cfg.fine_n_fft:
+            self.register_buffer("fine_fb", mel_filterbank(cfg.sample_rate, cfg.fine_n_fft, cfg.fine_n_mels, cfg.fmin))
         self.register_buffer("mean", torch.zeros(cfg.channels))
         self.register_buffer("std", torch.ones(cfg.channels))
 
@@ -84,6 +88,9 @@ class LogMelFrontend(nn.Module):
         feats = [torch.log(self.mel_fb @ power + 1e-5)]
         if self.cfg.chroma:
             feats.append(torch.log(self.chroma_fb @ power + 1e-5))
+        if self.cfg.fine_n_fft:
+            fine = stft_magnitude(wav.float(), self.cfg.fine_n_fft, self.cfg.hop).pow(2)
+            feats.append(torch.log(self.fine_fb @ fine + 1e-5))
         return torch.cat(feats, dim=1)
 
     def normalise(self, log_feats: torch.Tensor) -> torch.Tensor:
@@ -300,7 +307,9 @@ class TextAudioEmbedder(nn.Module):
 
                 enc = DebugConditioner(dim=self.cfg.text_dim)
             object.__setattr__(self, "_sentence_encoder", enc)
-        return self._sentence_encoder.to(self.device)
+        if self.cfg.text_encoder == "minilm":  # the debug encoder stays on the CPU (its masks are built there)
+            self._sentence_encoder.to(self.device)
+        return self._sentence_encoder
 
     @torch.no_grad()
     def sentence_features(self, prompts: list[str]) -> torch.Tensor:
@@ -309,7 +318,7 @@ class TextAudioEmbedder(nn.Module):
             raise ValueError("prompts must be a non-empty list of strings")
         text = self._encoder().encode(list(prompts))
         m = text.mask[..., None].float()
-        return (text.states * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return ((text.states * m).sum(1) / m.sum(1).clamp_min(1.0)).to(self.device)
 
     def project_text(self, sentence_feats: torch.Tensor) -> torch.Tensor:
         """[B, text_dim] -> [B, D], unit norm (differentiable; the training path)."""
@@ -347,7 +356,7 @@ class TextAudioEmbedder(nn.Module):
     @torch.no_grad()
     def score(self, prompts: list[str], wav: torch.Tensor) -> torch.Tensor:
         """Text adherence [B] in [-1, 1]: mean over segments of cos(text, segment) (MusicRL's MuLan
-        score; equals ``musicrl.reward_math.cosine_adherence(embed_text, embed_audio_segments)``)."""
+        score; equals ``evaluation.reward_math.cosine_adherence(embed_text, embed_audio_segments)``)."""
         if len(prompts) != len(wav):
             raise ValueError(f"{len(prompts)} prompts for {len(wav)} clips")
         text = self.embed_text(prompts)

@@ -27,7 +27,7 @@ class QuantizerOutput:
 
 def kmeans(x: torch.Tensor, k: int, iters: int = 20, seed: int = 0) -> torch.Tensor:
     """Plain k-means on x [N, D] -> centroids [k, D] (empty clusters re-seeded from random points)."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # CPU indices index x on any device
     centroids = x[torch.randperm(x.shape[0], generator=g)[:k]].clone()
     if centroids.shape[0] < k:
         centroids = x[torch.randint(0, x.shape[0], (k,), generator=g)].clone()
@@ -69,7 +69,7 @@ class ResidualVQ(nn.Module):
     @torch.no_grad()
     def init_from(self, z: torch.Tensor) -> None:
         """k-means initialisation of every stage on latents z [N, D] (residual after the earlier stages)."""
-        residual = z.float()
+        residual = z.float().to(self.codebooks.device)
         for q in range(self.num_quantizers):
             self.codebooks[q] = kmeans(residual, self.codebook_size, seed=q)
             self.ema_sum[q] = self.codebooks[q].clone()
@@ -82,7 +82,7 @@ class ResidualVQ(nn.Module):
         """Replace codes whose EMA usage fell below ``dead_threshold`` with residuals of z [N, D].
         Returns the number of restarted codes."""
         g = torch.Generator().manual_seed(seed)
-        residual, restarted = z.float(), 0
+        residual, restarted = z.float().to(self.codebooks.device), 0
         for q in range(self.num_quantizers):
             dead = (self.ema_count[q] / self.ema_count[q].sum()) < self.dead_threshold / self.codebook_size
             n = int(dead.sum())

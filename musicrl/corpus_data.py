@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from models.errors import InputError
 from musicrl.corpus.attributes import load_manifest
@@ -24,6 +23,8 @@ def load_split_audio(
     corpus: str | Path, split: str, sample_rate: int, limit: int = 0
 ) -> tuple[list[np.ndarray], list[dict]]:
     """Waveforms (float32 [S]) and records of one split."""
+    import soundfile as sf  # here, not at import: training from pre-computed data needs no audio I/O
+
     records = split_records(corpus, split, limit)
     clips = []
     for r in records:

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,27 @@ class JsonlLog:
             if line.strip() and json.loads(line).get("step", 0) <= step
         ]
         self.path.write_text("".join(line + "\n" for line in keep))
+
+
+class StepBudget:
+    """Fit a run into a wall-clock budget: time steps ``warmup``..``warmup + measure`` and set the total
+    number of steps from that rate (so learning-rate schedules that depend on it still end annealed).
+
+    ``sync`` is called before reading the clock (``torch.cuda.synchronize`` on a GPU)."""
+
+    def __init__(self, minutes: float, warmup: int = 40, measure: int = 30, margin: float = 1.1, sync=None):
+        self.seconds, self.warmup, self.measure, self.margin = minutes * 60, warmup, measure, margin
+        self.sync, self.t0 = sync or (lambda: None), None
+
+    def update(self, step: int, total: int) -> int:
+        """Call after each step; returns the (possibly new) total number of steps."""
+        if not self.seconds or step not in (self.warmup, self.warmup + self.measure):
+            return total
+        self.sync()
+        if step == self.warmup:
+            self.t0 = time.time()
+            return total
+        per_step = (time.time() - self.t0) / self.measure * self.margin
+        total = max(step + 1, int(self.seconds / per_step))
+        print(f"{per_step * 1000:.1f} ms/step: {total} steps fit the {self.seconds / 60:g}-minute budget")
+        return total

@@ -27,7 +27,7 @@ from models.errors import InputError
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
 from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.train_state import JsonlLog, load_train_state, save_train_state
+from musicrl.train_state import JsonlLog, StepBudget, load_train_state, save_train_state
 
 
 @dataclass
@@ -49,8 +49,11 @@ class Config:
     eval_clips: int = 64
     max_clips: int = 0  # 0 = every training clip
     time_limit_min: float = 0.0  # stop (and save) after this many minutes; 0 = no limit
+    time_budget_min: float = 0.0  # > 0: time steps after quantisation starts; set `steps` to fit this budget
     seed: int = 0
     device: str = "auto"
+    spectra: str = ""  # train on a spectra file (recipe codec-spectra) instead of the corpus audio
+    eval_only: bool = False  # evaluate out/codec on the test split (no training)
 
 
 def pick_device(name: str) -> torch.device:
@@ -117,16 +120,45 @@ def evaluate(codec: SpectralCodec, clips: list[np.ndarray], titles: list[str], o
     }
 
 
+def load_spectra_file(path: str) -> list[torch.Tensor]:
+    """Spectra written by the codec-spectra recipe: uint8 log-magnitudes over [lo, hi]."""
+    from safetensors.torch import load_file
+
+    t = load_file(path)
+    lo, hi = float(t["lo"]), float(t["hi"])
+    return [(lo + t["logmag_u8"][i].float() * ((hi - lo) / 255)).half() for i in range(t["logmag_u8"].shape[0])]
+
+
+def evaluate_test_split(cfg: Config, codec: SpectralCodec, step: int) -> dict:
+    test_clips, test_meta = load_split_audio(cfg.corpus, "test", cfg.codec.sample_rate, cfg.eval_clips)
+    metrics = {
+        "step": step,
+        "params": sum(p.numel() for p in codec.parameters()),
+        **evaluate(codec, test_clips, [m["caption"][:40] for m in test_meta], cfg.out),
+    }
+    (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(json.dumps(metrics))
+    return metrics
+
+
 def main(cfg: Config) -> dict:
     device = pick_device(cfg.device)
     cfg.out.mkdir(parents=True, exist_ok=True)
+    if cfg.eval_only:
+        codec = SpectralCodec.load(cfg.out / "codec")
+        return evaluate_test_split(
+            cfg, codec, int(json.loads((cfg.out / "codec" / "codec.json").read_text()).get("step", 0))
+        )
     dump_config(cfg, cfg.out / "config.yaml")
     torch.manual_seed(cfg.seed)
     codec = SpectralCodec(cfg.codec)
-    train_clips, _ = load_split_audio(cfg.corpus, "train", cfg.codec.sample_rate, cfg.max_clips)
-    if not train_clips:
-        raise InputError(f"no training clips in {cfg.corpus}")
-    specs = spectra(codec, train_clips)
+    if cfg.spectra:
+        specs = load_spectra_file(cfg.spectra)
+    else:
+        train_clips, _ = load_split_audio(cfg.corpus, "train", cfg.codec.sample_rate, cfg.max_clips)
+        if not train_clips:
+            raise InputError(f"no training clips in {cfg.corpus}")
+        specs = spectra(codec, train_clips)
     frames = torch.cat([s.float() for s in specs[:2000]], dim=1)
     codec.bin_mean.copy_(frames.mean(1))
     codec.bin_std.copy_(frames.std(1).clamp_min(1e-3))
@@ -142,6 +174,12 @@ def main(cfg: Config) -> dict:
         print(f"resumed at step {step}")
     g = torch.Generator().manual_seed(cfg.seed * 1000 + step)  # a resumed run continues a fresh, seeded stream
     start, bar = time.time(), tqdm(total=cfg.steps, initial=step, desc="codec", unit="step", disable=None)
+    budget = StepBudget(
+        cfg.time_budget_min,
+        warmup=cfg.quantize_after + 20,
+        margin=1.25,
+        sync=torch.cuda.synchronize if device.type == "cuda" else None,
+    )
     while step < cfg.steps:
         codec.train()
         x = codec.normalise(batch(specs, cfg.batch_size, cfg.crop_frames, g).to(device))
@@ -154,7 +192,7 @@ def main(cfg: Config) -> dict:
                         for _ in range(4)
                     ]
                 ).reshape(-1, cfg.codec.latent_dim)
-            codec.quantizer.init_from(z.cpu())
+            codec.quantizer.init_from(z)
             codec.quantizer.to(device)
         recon, q = codec(x, quantize=quantize)
         terms = loss_terms(codec, x, recon, mel_fb)
@@ -167,11 +205,12 @@ def main(cfg: Config) -> dict:
         opt.step()
         step += 1
         bar.update(1)
+        cfg.steps = bar.total = budget.update(step, cfg.steps)
         restarted = 0
         if quantize and step % cfg.restart_every == 0:
             with torch.no_grad():
                 z = codec.encode_latent(x).reshape(-1, cfg.codec.latent_dim)
-            restarted = codec.quantizer.restart_dead(z.cpu(), seed=step)
+            restarted = codec.quantizer.restart_dead(z, seed=step)
             codec.quantizer.to(device)
         if step % cfg.log_every == 0 or step == cfg.steps:
             rec = {
@@ -197,12 +236,6 @@ def main(cfg: Config) -> dict:
     bar.close()
     codec.cpu().eval()
     codec.save(cfg.out / "codec")
-    test_clips, test_meta = load_split_audio(cfg.corpus, "test", cfg.codec.sample_rate, cfg.eval_clips)
-    metrics = {
-        "step": step,
-        "params": sum(p.numel() for p in codec.parameters()),
-        **evaluate(codec, test_clips, [m["caption"][:40] for m in test_meta], cfg.out),
-    }
-    (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(json.dumps(metrics))
-    return metrics
+    if cfg.eval_clips == 0:  # e.g. trained from a spectra file where the corpus audio is not at hand
+        return {"step": step}
+    return evaluate_test_split(cfg, codec, step)

@@ -26,7 +26,7 @@ from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.lm import AudioLM, LMConfig, TextStates
 from musicrl.config import dump_config, to_dict
 from musicrl.lm_data import TokenData
-from musicrl.train_state import JsonlLog, load_train_state, save_train_state
+from musicrl.train_state import JsonlLog, StepBudget, load_train_state, save_train_state
 
 
 def default_lm() -> LMConfig:
@@ -135,13 +135,14 @@ def export(cfg: Config, lm: AudioLM, metrics: dict, step: int) -> None:
     best = cfg.out / "best"
     best.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().half().contiguous() for k, v in lm.state_dict().items()}
-    shard, size, n = {}, 0, 0
+    limit, shard, size, n = 15 * 2**20, {}, 0, 0
     for key, value in state.items():
-        shard[key] = value
-        size += value.numel() * 2
-        if size > 15 * 2**20:
+        nbytes = value.numel() * value.element_size()
+        if shard and size + nbytes > limit:  # flush before a shard would pass the limit
             save_file(shard, str(best / f"lm-{n:02d}.safetensors"))
             shard, size, n = {}, 0, n + 1
+        shard[key] = value
+        size += nbytes
     if shard:
         save_file(shard, str(best / f"lm-{n:02d}.safetensors"))
     (best / "lm.json").write_text(
@@ -187,6 +188,7 @@ def main(cfg: Config) -> dict:
         f"LM {lm.num_parameters / 1e6:.1f}M parameters on {device}; {len(train_idx)} train / {len(val_idx)} valid clips"
     )
     start, bar = time.time(), tqdm(total=cfg.steps, initial=step, desc="lm", unit="step", disable=None)
+    budget = StepBudget(cfg.time_budget_min, sync=torch.cuda.synchronize if device.type == "cuda" else None)
     lm.train()
     while step < cfg.steps:
         idx = torch.randint(0, len(train_idx), (cfg.batch_size,), generator=g).tolist()
@@ -204,15 +206,7 @@ def main(cfg: Config) -> dict:
         opt.step()
         step += 1
         bar.update(1)
-        if cfg.time_budget_min and step == 40:
-            torch.cuda.synchronize() if device.type == "cuda" else None
-            t10 = time.time()
-        if cfg.time_budget_min and step == 70:
-            torch.cuda.synchronize() if device.type == "cuda" else None
-            per_step = (time.time() - t10) / 30 * 1.1  # 10 % for evaluation and saving
-            cfg.steps = max(step + 1, int(cfg.time_budget_min * 60 / per_step))
-            bar.total = cfg.steps
-            print(f"{per_step * 1000:.1f} ms/step: training for {cfg.steps} steps to fit {cfg.time_budget_min} min")
+        cfg.steps = bar.total = budget.update(step, cfg.steps)
         if step % cfg.log_every == 0:
             log.write(
                 {

@@ -1,0 +1,178 @@
+"""Recipe ``judges``: train the evaluation-only attribute classifiers on the corpus labels (resumable).
+
+    musicrl train judges --config configs/judges.yaml [key=value ...]
+
+Reads top to bottom: load train clips -> cache raw log features (100 frames/s) and labels -> model
+(label vocabularies from ``musicrl.corpus.attributes``) -> (resume) -> loop: random 4 s crops with
+random gain, the sum of per-attribute cross-entropies -> save ``out/model`` -> evaluate on the TEST
+split with ``Judges.accuracy`` on full clips: per-attribute accuracy with chance (1/K) and majority
+baselines (the most frequent training label), confusion matrices, ``style_confusion.png`` ->
+``out/metrics.json``. The judges never serve as a training reward.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from evaluation.judges import ATTRIBUTES, Judges, JudgesConfig, confusion_matrix, label_of, plot_confusion
+from models.embedder import pick_device
+from models.errors import InputError
+from musicrl.config import dump_config
+from musicrl.corpus.attributes import LEAD_INSTRUMENTS, MODES, STYLES, TEMPO_BANDS
+from musicrl.corpus_data import load_split_audio
+from musicrl.recipes.embedder import crop_batch, log_features, lr_at, out_of_time, param_groups
+from musicrl.train_state import JsonlLog, load_train_state, save_train_state
+
+VOCABULARIES: dict[str, list[str]] = {
+    "style": list(STYLES),
+    "tempo_band": list(TEMPO_BANDS),
+    "mode": list(MODES),
+    "lead_instrument": list(LEAD_INSTRUMENTS),
+    "drums": ["False", "True"],
+}
+
+
+@dataclass
+class Config:
+    corpus: Path = Path("data/corpus")
+    out: Path = Path("runs/judges")
+    model: JudgesConfig = field(default_factory=JudgesConfig)
+    attributes: list[str] = field(default_factory=lambda: list(ATTRIBUTES))
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: int = 50
+    min_lr_ratio: float = 0.05
+    label_smoothing: float = 0.05
+    gain_db: float = 6.0
+    grad_clip: float = 1.0
+    log_every: int = 25
+    save_every: int = 250
+    max_clips: int = 0
+    eval_clips: int = 0
+    threads: int = 0  # torch CPU threads; 0 = torch's default (all cores)
+    time_limit_min: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+
+
+def build_model(cfg: Config) -> Judges:
+    unknown = sorted(set(cfg.attributes) - set(VOCABULARIES))
+    if unknown or not cfg.attributes:
+        raise InputError(f"unknown attribute {unknown[0]!r}" if unknown else "attributes is empty")
+    cfg.model.labels = {a: VOCABULARIES[a] for a in cfg.attributes}
+    torch.manual_seed(cfg.seed)
+    return Judges(cfg.model)
+
+
+def label_tensor(records: list[dict], vocab: dict[str, list[str]]) -> dict[str, torch.Tensor]:
+    return {a: torch.tensor([v.index(label_of(r, a)) for r in records]) for a, v in vocab.items()}
+
+
+def evaluate(model: Judges, cfg: Config, train_records: list[dict]) -> dict:
+    """Per-attribute test accuracy on full clips, with chance and majority baselines."""
+    clips, records = load_split_audio(cfg.corpus, "test", model.sample_rate, cfg.eval_clips)
+    if not clips:
+        return {"test": "no test clips"}
+    preds: dict[str, list[str]] = {a: [] for a in model.cfg.labels}
+    for i in tqdm(range(0, len(clips), 16), desc="eval", unit="batch", disable=None):
+        group = clips[i : i + 16]
+        wav = torch.from_numpy(np.stack(group)) if len({len(c) for c in group}) == 1 else None
+        parts = [model.predict(wav)] if wav is not None else [model.predict(torch.from_numpy(c)[None]) for c in group]
+        for part in parts:
+            for a in preds:
+                preds[a] += part[a]
+    out: dict = {"N": len(records)}
+    for attr, vocab in model.cfg.labels.items():
+        truth = [label_of(r, attr) for r in records]
+        majority = Counter(label_of(r, attr) for r in train_records).most_common(1)[0][0]
+        matrix = confusion_matrix(truth, preds[attr], vocab)
+        out[attr] = {
+            "accuracy": float(np.mean([p == t for p, t in zip(preds[attr], truth, strict=True)])),
+            "chance": 1 / len(vocab),
+            "majority_label": majority,
+            "majority_baseline": float(np.mean([t == majority for t in truth])),
+            "confusion": {"labels": vocab, "rows_true_cols_pred": matrix.tolist()},
+        }
+        if attr == "style":
+            plot_confusion(matrix, vocab, cfg.out / "style_confusion.png", f"style judge, test split (N={len(truth)})")
+    return {"test": out}
+
+
+def main(cfg: Config) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    model = build_model(cfg)
+    dump_config(cfg, cfg.out / "config.yaml")
+    clips, records = load_split_audio(cfg.corpus, "train", model.sample_rate, cfg.max_clips)
+    if not clips:
+        raise InputError(f"no training clips in {cfg.corpus}")
+    feats = log_features(model.frontend, clips, "train features")
+    del clips
+    labels = label_tensor(records, model.cfg.labels)
+    model.frontend.fit_stats(torch.cat([f.float() for f in feats[:1000]], -1)[None])
+
+    model.to(device)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    log = JsonlLog(cfg.out / "log.jsonl")
+    step = 0
+    if (cfg.out / "state").exists():
+        step, _ = load_train_state(cfg.out / "state", {"model": model}, {"opt": opt})
+        log.truncate_after(step)
+        print(f"resumed at step {step}")
+    g = torch.Generator().manual_seed(cfg.seed * 1000 + step)
+    frames = cfg.model.frontend.frames(cfg.model.segment_s)
+    batch = min(cfg.batch_size, len(feats))
+    start, bar = time.time(), tqdm(total=cfg.steps, initial=step, desc="judges", unit="step", disable=None)
+    while step < cfg.steps:
+        model.train()
+        idx = torch.randperm(len(feats), generator=g)[:batch].tolist()
+        logits = model.logits_from_log_features(crop_batch(feats, idx, frames, cfg.gain_db, g).to(device))
+        losses = {
+            a: F.cross_entropy(x, labels[a][idx].to(device), label_smoothing=cfg.label_smoothing)
+            for a, x in logits.items()
+        }
+        loss = sum(losses.values())
+        lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            rec = {"step": step, "loss": loss.item(), "lr": lr, "elapsed_s": time.time() - start}
+            for a, x in logits.items():
+                rec[f"loss_{a}"] = losses[a].item()
+                rec[f"acc_{a}"] = float((x.argmax(-1).cpu() == labels[a][idx]).float().mean())
+            log.write(rec)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        stop = out_of_time(start, cfg.time_limit_min)
+        if step % cfg.save_every == 0 or step == cfg.steps or stop:
+            save_train_state(cfg.out / "state", {"model": model}, {"opt": opt}, step)
+        if stop:
+            print(f"time limit reached at step {step}; rerun the same command to resume")
+            break
+    bar.close()
+    model.eval()
+    model.save(cfg.out / "model", extra={"step": step, "recipe": "judges", "corpus": str(cfg.corpus)})
+    metrics = {"step": step, "params": sum(p.numel() for p in model.parameters()), **evaluate(model, cfg, records)}
+    (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    test = metrics["test"]
+    if isinstance(test, dict):
+        print(json.dumps({a: test[a]["accuracy"] for a in model.cfg.labels} | {"N": test["N"]}))
+    return metrics
