@@ -78,7 +78,8 @@ def candidate_logprobs(logits: torch.Tensor, params: SamplingParams) -> tuple[to
     logits = logits.float()
     vocab = logits.shape[-1]
     if 0 < params.top_k < vocab:
-        cand, index = torch.topk(logits, params.top_k, dim=-1)  # sorted, descending
+        # top-p needs the candidates sorted; a plain draw does not (unsorted top-k is ~1.5x cheaper)
+        cand, index = torch.topk(logits, params.top_k, dim=-1, sorted=params.top_p < 1.0)
     elif params.top_p < 1.0:
         cand, index = torch.sort(logits, dim=-1, descending=True)
     else:

@@ -28,7 +28,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--frames", type=int, default=50, help="frames per clip (50 = 1 s at 50 Hz)")
     s.add_argument("--repeats", type=int, default=3)
     s.add_argument("--out", type=Path, default=None, help="write sampler.jsonl and sampler.md here")
+    s.add_argument("--threads", type=int, default=0, help="torch threads for both implementations (0 = default)")
     s.set_defaults(func=run_sampler)
+    r = which.add_parser("rtf", help="seconds to generate one clip at batch 1 and the real-time factor")
+    r.add_argument("--model", default="default")
+    r.add_argument("--duration", type=float, default=8.0)
+    r.add_argument("--cfg", type=float, default=3.0)
+    r.add_argument("--repeats", type=int, default=3)
+    r.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    r.set_defaults(func=run_rtf)
+
+
+def run_rtf(args: argparse.Namespace) -> int:
+    from musicrl.bench.rtf import run_rtf_bench
+
+    if args.repeats < 1 or args.threads < 0:
+        raise InputError("--repeats must be >= 1 and --threads >= 0")
+    run_rtf_bench(args.model, args.duration, args.cfg, args.repeats, args.threads)
+    return 0
 
 
 def run_sampler(args: argparse.Namespace) -> int:
@@ -39,5 +56,9 @@ def run_sampler(args: argparse.Namespace) -> int:
         raise InputError(f"unknown size(s) {', '.join(unknown)}; choose from {', '.join(SIZES)}")
     if args.frames < 1 or args.repeats < 1 or not args.batches or min(args.batches) < 1:
         raise InputError("--frames, --repeats and every batch must be >= 1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     run_sampler_bench(args.sizes, args.frames, args.batches, args.cfgs, args.repeats, args.out)
     return 0
