@@ -275,21 +275,21 @@ class AudioLM(nn.Module):
         x = F.embedding(tokens + self.code_offsets[:, 0], self.embeddings.weight).sum(dim=1)
         if self.embed_scale != 1.0:
             x = x * self.embed_scale
-        x = (x + self.positions[pos])[:, None]  # [B, 1, D]
+        x = x + self.positions[pos]  # [B, D]: 2-D activations (3-D inputs take a slower matmul path at batch 1)
         for i, layer in enumerate(self.layers):
             h = F.layer_norm(x, dim, layer.self_norm.weight, layer.self_norm.bias, eps)
             q, k, v = F.linear(h, layer.self_attn.qkv.weight).view(b, 3, heads, 1, hd).unbind(1)
             cache.self_k[i][:, :, pos : pos + 1] = k
             cache.self_v[i][:, :, pos : pos + 1] = v
             y = F.scaled_dot_product_attention(q, cache.self_k[i][:, :, : pos + 1], cache.self_v[i][:, :, : pos + 1])
-            x = x + F.linear(y.view(b, 1, -1), layer.self_attn.out.weight)
+            x = x + F.linear(y.reshape(b, -1), layer.self_attn.out.weight)
             if n:
                 ca = layer.cross_attn
                 h = F.layer_norm(x[:n], dim, layer.cross_norm.weight, layer.cross_norm.bias, eps)
                 q = F.linear(h, ca.q.weight).view(n, heads, 1, hd)
                 y = F.scaled_dot_product_attention(q, cache.cross_k[i], cache.cross_v[i], attn_mask=cache.cross_mask)
-                x[:n] += F.linear(y.view(n, 1, -1), ca.out.weight)
+                x[:n] += F.linear(y.reshape(n, -1), ca.out.weight)
             h = F.layer_norm(x, dim, layer.mlp_norm.weight, layer.mlp_norm.bias, eps)
             x = x + F.linear(F.gelu(F.linear(h, layer.fc1.weight)), layer.fc2.weight)
-        x = F.layer_norm(x[:, 0], dim, self.final_norm.weight, self.final_norm.bias, eps)
+        x = F.layer_norm(x, dim, self.final_norm.weight, self.final_norm.bias, eps)
         return F.linear(x, self.heads.weight).view(b, cfg.num_codebooks, cfg.cardinality)
