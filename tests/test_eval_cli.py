@@ -7,8 +7,27 @@ def test_eval_debug_model_writes_results_summary_and_report(tmp_path):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text('{"caption": "fast rock", "attributes": {"style": "rock"}}\n{"caption": "calm piano"}\n')
     out = tmp_path / "eval"
-    rc = main(["eval", "--models", "dbg=debug", "--cfg", "1", "3", "--prompts", str(prompts), "--samples-per-prompt", "2",
-               "--duration", "0.2", "--reference", "none", "--out", str(out), "--save-audio"])
+    rc = main(
+        [
+            "eval",
+            "--models",
+            "dbg=debug",
+            "--cfg",
+            "1",
+            "3",
+            "--prompts",
+            str(prompts),
+            "--samples-per-prompt",
+            "2",
+            "--duration",
+            "0.2",
+            "--reference",
+            "none",
+            "--out",
+            str(out),
+            "--save-audio",
+        ]
+    )
     assert rc == 0
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 2 * 2 and {r["cfg"] for r in rows} == {1.0, 3.0}
