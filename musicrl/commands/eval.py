@@ -128,8 +128,16 @@ def load_scorers(args: argparse.Namespace, sample_rate: int):
         scorers.judges = Judges.load(path)
     for name in ("embedder", "quality", "judges"):
         model = getattr(scorers, name)
-        if model is not None and getattr(model, "sample_rate", sample_rate) != sample_rate:
+        if model is None or getattr(model, "sample_rate", sample_rate) == sample_rate:
+            continue
+        if getattr(args, name) is not None:
             raise InputError(f"the {name} expects {model.sample_rate} Hz audio; the models generate {sample_rate} Hz")
+        print(
+            f"note: the shipped {name} expects {model.sample_rate} Hz audio, the models make {sample_rate} Hz: "
+            f"{name} metrics skipped",
+            file=sys.stderr,
+        )
+        setattr(scorers, name, None)
     return scorers
 
 
