@@ -1,0 +1,52 @@
+"""``musicrl app``: serve the Gradio app (Generate, Arena, Leaderboard) until Ctrl-C.
+
+With no flags it serves the embedded default model (or, in a checkout without it, the debug models
+with a notice) on http://127.0.0.1:7860, storing clips and votes under ``data/app``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from models.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("app", help="serve the web app: generate, rate blind A/B pairs, leaderboard",
+                       description="Serve the web app. Scripted clients use gradio_client with the API names "
+                                   "generate, new_pair, vote and leaderboard.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--db", default=None,
+                   help="database URL: sqlite:///FILE or postgresql+psycopg://USER:PASS@HOST:PORT/DB "
+                        "(default: SQLite in WAL mode under --data-dir)")
+    p.add_argument("--registry", type=Path, default=None,
+                   help="model registry file (YAML/JSON; see app/registry.py); default: the embedded default")
+    p.add_argument("--data-dir", type=Path, default=Path("data/app"),
+                   help="clips (content-addressed WAVs), the SQLite store and exports (default: data/app)")
+    p.add_argument("--min-listen", type=float, default=5.0,
+                   help="seconds of each arena clip a listener must play before voting (default 5)")
+    p.add_argument("--admin-token", default=os.environ.get("MUSICRL_ADMIN_TOKEN"),
+                   help="enables the UI's export button (default: $MUSICRL_ADMIN_TOKEN; off when unset)")
+    p.add_argument("--max-batch", type=int, default=16,
+                   help="most clips generated in one batch across users (1 = no cross-user batching)")
+    p.add_argument("--min-votes", type=int, default=30, help="votes a model needs before it is ranked")
+    p.add_argument("--arena-duration", type=float, default=6.0, help="seconds of each arena clip (default 6)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch intra-op threads for generation (default: torch's choice, one per core)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from app.main import serve
+
+    if not 0 < args.port < 65536:
+        raise InputError(f"--port must be in 1..65535, got {args.port}")
+    if args.registry is not None and not args.registry.is_file():
+        raise InputError(f"--registry {args.registry} is not a file")
+    serve(args.host, args.port, args.db, args.registry, args.data_dir, min_listen=args.min_listen,
+          admin_token=args.admin_token, max_batch=args.max_batch, min_votes=args.min_votes,
+          arena_duration=args.arena_duration, torch_threads=args.torch_threads, block=True)
+    return 0

@@ -1,0 +1,145 @@
+"""The app's API on a live server (127.0.0.1, a free port), driven by gradio_client as scripted users are.
+
+One server for the module: debug models, 0.5 s clips, a 1 s listening gate, ranked after 1 vote.
+"""
+
+from __future__ import annotations
+
+import socket
+import wave
+
+import httpx
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from app.main import build_services, serve
+
+REGISTRY = """
+models:
+  - {id: alpha, name: Alpha, path: debug}
+  - {id: beta, name: Beta, path: "debug:1", cfg_free: true}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app")
+    (root / "registry.yaml").write_text(REGISTRY)
+    running = serve("127.0.0.1", free_port(), None, root / "registry.yaml", root / "data", min_listen=1.0,
+                    admin_token="t0ken", min_votes=1, arena_duration=0.5, block=False, quiet=True)
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def client(server) -> Client:
+    return Client(server.url, verbose=False)
+
+
+def test_build_ui_without_launch_has_the_stable_api_names(tmp_path):
+    from app.ui import build_ui
+
+    services = build_services(registry=None, data_dir=tmp_path)
+    try:
+        demo = build_ui(services)
+        public = {f.api_name for f in demo.fns.values() if f.api_visibility == "public"}
+        assert public == {"generate", "new_pair", "vote", "leaderboard"}
+    finally:
+        services.close()
+
+
+def test_api_names_and_parameters(client):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(endpoints) == {"/generate", "/new_pair", "/vote", "/leaderboard"}
+    names = lambda ep: [p["parameter_name"] for p in endpoints[ep]["parameters"]]  # noqa: E731
+    assert names("/generate") == ["prompt", "model_id", "duration", "variations", "cfg", "temperature", "top_k",
+                                  "seed", "quality_diversity"]
+    assert names("/vote") == ["pair_id", "choice", "listened_a", "listened_b", "feedback", "rater_id"]
+
+
+def test_generate_returns_audio_spectrograms_and_metadata(client):
+    out = client.predict("calm piano", "alpha", 0.5, 2, 3.0, 1.0, 50, 11, 0.5, api_name="/generate")
+    audios, pictures, meta = out[:4], out[4:8], out[8]
+    assert audios[2] is None and audios[3] is None and pictures[2] is None
+    with wave.open(audios[0]) as w:
+        assert w.getnframes() == 4000 and w.getframerate() == 8000
+    assert open(pictures[1], "rb").read(4) == b"\x89PNG"
+    assert [c["seed"] for c in meta["clips"]] == [11, 12] and meta["model_id"] == "alpha"
+    assert meta["clips"][0]["params"]["cfg"] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [  # the service's checks, then the components' own bounds (gradio checks sliders and dropdowns first)
+        (("", "alpha", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "the prompt is empty"),
+        (("x" * 1001, "alpha", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "the maximum is 1000"),
+        (("\x00\x01binary\xff", "alpha", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "control or binary"),
+        (("piano", "gamma", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "gamma is not in the list of choices"),
+        (("piano", "alpha", 20, 1, 3.0, 1.0, 50, 0, 0.5), "duration (seconds) must be between 0 and 10"),
+        (("piano", "alpha", 500, 1, 3.0, 1.0, 50, 0, 0.5), "greater than maximum value 30"),
+        (("piano", "alpha", 0.5, 9, 3.0, 1.0, 50, 0, 0.5), "greater than maximum value 4"),
+        (("piano", "alpha", 0.5, 1, -3.0, 1.0, 50, 0, 0.5), "less than minimum value 0"),
+        (("piano", "alpha", 0.5, 1, 3.0, 1.0, 50, 2**40, 0.5), "greater than maximum value 2147483647"),
+    ],
+)
+def test_generate_bad_inputs_get_clear_errors(client, args, message):
+    with pytest.raises(AppError) as info:
+        client.predict(*args, api_name="/generate")
+    assert message in str(info.value)
+
+
+def test_arena_round_trip_gate_replay_and_other_session(server, client):
+    audio_a, audio_b, pair_id, prompt = client.predict("", api_name="/new_pair")
+    assert prompt and pair_id and audio_a != audio_b
+    with pytest.raises(AppError, match="listen to both clips for at least 1 s"):
+        client.predict(pair_id, "a", 0.4, 3.0, "", "rater-1", api_name="/vote")
+    stranger = Client(server.url, verbose=False)
+    with pytest.raises(AppError, match="issued to another session"):
+        stranger.predict(pair_id, "a", 3.0, 3.0, "", "rater-2", api_name="/vote")
+    reveal, vote = client.predict(pair_id, "b", 1.5, 2.0, "B is warmer", "rater-1", api_name="/vote")
+    assert vote["pair_id"] == pair_id and vote["choice"] == "b"
+    assert {vote["model_a"], vote["model_b"]} == {"alpha", "beta"} and vote["name_a"] in reveal
+    with pytest.raises(AppError, match="already been voted"):
+        client.predict(pair_id, "a", 3.0, 3.0, "", "rater-1", api_name="/vote")
+    with pytest.raises(AppError, match="does not exist"):
+        client.predict("forged-pair-id", "a", 3.0, 3.0, "", "rater-1", api_name="/vote")
+    summary, table, picture = client.predict(api_name="/leaderboard")
+    assert "vote(s)" in summary and open(picture, "rb").read(4) == b"\x89PNG"
+    assert {row[1].split(" (")[0] for row in table["data"]} == {"Alpha", "Beta"}
+    row = next(server.services.store.export_preferences())
+    assert (row["pair_id"], row["rater_id"], row["feedback"]) == (pair_id, "rater-1", "B is warmer")
+
+
+def test_malformed_calls_get_errors_and_the_server_stays_up(server, client):
+    base = server.url.rstrip("/")
+    for body in ({"data": ["only-one-argument"]}, {"data": "not a list"}, {"nonsense": True}):
+        response = httpx.post(f"{base}/gradio_api/call/vote", json=body, timeout=30)
+        if response.status_code == 200:  # accepted into the queue: the event itself must fail
+            events = httpx.get(f"{base}/gradio_api/call/vote/{response.json()['event_id']}", timeout=30).text
+            assert "event: error" in events
+        else:
+            assert 400 <= response.status_code < 500
+    assert httpx.post(f"{base}/gradio_api/call/nope", json={"data": []}, timeout=30).status_code >= 400
+    with pytest.raises(AppError, match="Expected a `float`"):
+        client.predict("piano", "alpha", "four", 1, 3.0, 1.0, 50, 0, 0.5, api_name="/generate")
+    assert "vote(s)" in client.predict(api_name="/leaderboard")[0]  # still serving
+
+
+def test_app_command_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    from musicrl.cli import main
+
+    assert main(["app", "--registry", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["app", "--port", "0"]) == 2
+    (tmp_path / "bad.yaml").write_text("models: [{id: a}]")
+    assert main(["app", "--registry", str(tmp_path / "bad.yaml"), "--data-dir", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"musicrl app: error: --registry {tmp_path / 'missing.yaml'} is not a file",
+                   "musicrl app: error: --port must be in 1..65535, got 0",
+                   "musicrl app: error: registry entry 'a' needs exactly one of 'path' and 'merge'"]
