@@ -163,3 +163,15 @@ class StepBudget:
         total = max(step + 1, int(self.seconds / per_step))
         print(f"{per_step * 1000:.1f} ms/step: {total} steps fit the {self.seconds / 60:g}-minute budget")
         return total
+
+
+def resume_or_start(out: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]):
+    """A run's JSONL log and where to continue: from ``out/state`` when it exists (the log is cut back
+    to that step), else step 0. Returns (step, extra, log)."""
+    log = JsonlLog(out / "log.jsonl")
+    if not (out / "state").exists():
+        return 0, {}, log
+    step, extra = load_train_state(out / "state", modules, optimizers)
+    log.truncate_after(step)
+    print(f"resumed at step {step}")
+    return step, extra, log

@@ -27,7 +27,7 @@ from models.errors import InputError
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
 from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.train_state import JsonlLog, StepBudget, load_train_state, save_train_state
+from musicrl.train_state import StepBudget, resume_or_start, save_train_state
 
 
 @dataclass
@@ -166,12 +166,7 @@ def main(cfg: Config) -> dict:
     codec.to(device)
     opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     mel_fb = mel_filterbank(cfg.codec.sample_rate, cfg.codec.n_fft, 64).to(device)
-    log = JsonlLog(cfg.out / "log.jsonl")
-    step = 0
-    if (cfg.out / "state").exists():
-        step, _ = load_train_state(cfg.out / "state", {"codec": codec}, {"opt": opt})
-        log.truncate_after(step)
-        print(f"resumed at step {step}")
+    step, _, log = resume_or_start(cfg.out, {"codec": codec}, {"opt": opt})
     g = torch.Generator().manual_seed(cfg.seed * 1000 + step)  # a resumed run continues a fresh, seeded stream
     start, bar = time.time(), tqdm(total=cfg.steps, initial=step, desc="codec", unit="step", disable=None)
     budget = StepBudget(

@@ -30,7 +30,7 @@ from musicrl.config import dump_config
 from musicrl.corpus.attributes import LEAD_INSTRUMENTS, MODES, STYLES, TEMPO_BANDS
 from musicrl.corpus_data import load_split_audio
 from musicrl.recipes.embedder import crop_batch, log_features, lr_at, out_of_time, param_groups
-from musicrl.train_state import JsonlLog, load_train_state, save_train_state
+from musicrl.train_state import resume_or_start, save_train_state
 
 VOCABULARIES: dict[str, list[str]] = {
     "style": list(STYLES),
@@ -126,12 +126,7 @@ def main(cfg: Config) -> dict:
 
     model.to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    log = JsonlLog(cfg.out / "log.jsonl")
-    step = 0
-    if (cfg.out / "state").exists():
-        step, _ = load_train_state(cfg.out / "state", {"model": model}, {"opt": opt})
-        log.truncate_after(step)
-        print(f"resumed at step {step}")
+    step, _, log = resume_or_start(cfg.out, {"model": model}, {"opt": opt})
     g = torch.Generator().manual_seed(cfg.seed * 1000 + step)
     frames = cfg.model.frontend.frames(cfg.model.segment_s)
     batch = min(cfg.batch_size, len(feats))

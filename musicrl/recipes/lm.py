@@ -26,7 +26,7 @@ from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.lm import AudioLM, LMConfig, TextStates
 from musicrl.config import dump_config, to_dict
 from musicrl.lm_data import TokenData
-from musicrl.train_state import JsonlLog, StepBudget, load_train_state, save_train_state
+from musicrl.train_state import StepBudget, resume_or_start, save_train_state
 
 
 def default_lm() -> LMConfig:
@@ -176,13 +176,8 @@ def main(cfg: Config) -> dict:
         betas=(0.9, 0.95),
         fused=device.type == "cuda",
     )
-    log = JsonlLog(cfg.out / "log.jsonl")
-    step, best = 0, {"val_nll": float("inf")}
-    if (cfg.out / "state").exists():
-        step, extra = load_train_state(cfg.out / "state", {"lm": lm}, {"opt": opt})
-        best = extra.get("best", best)
-        log.truncate_after(step)
-        print(f"resumed at step {step}")
+    step, extra, log = resume_or_start(cfg.out, {"lm": lm}, {"opt": opt})
+    best = extra.get("best", {"val_nll": float("inf")})
     g = torch.Generator().manual_seed(cfg.seed * 7919 + step)
     print(
         f"LM {lm.num_parameters / 1e6:.1f}M parameters on {device}; {len(train_idx)} train / {len(val_idx)} valid clips"
