@@ -80,11 +80,12 @@ class Server:
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
+        self.stop()
         raise RuntimeError("the server did not start in time")
 
     def kill9(self) -> None:
         assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
+        os.kill(self.proc.pid, signal.SIGKILL)  # our own child, by its pid
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
@@ -360,18 +361,20 @@ def reliability(args: argparse.Namespace, work: Path) -> list[str]:
     data = work / "reliability-1" / "data"
     data.mkdir(parents=True)
     server = Server(data, free_port(), *gate_args)
-    server.start()
-    prober = client(server.url, work / "downloads", attempts=5)
-    raters = Raters(server.url, args.raters, args.votes, work / "downloads", seed=1)
-    start = time.perf_counter()
-    threads = raters.run(deadline=time.monotonic() + args.deadline)
-    time.sleep(8.0)  # the raters are busy: probe while they load the server
-    probes = probe_bad_inputs(server.url, prober)
-    up = prober.predict(api_name="/leaderboard")[0].startswith("**")
-    for t in threads:
-        t.join(timeout=args.deadline + 60)
-    wall = time.perf_counter() - start
-    server.stop()
+    try:
+        server.start()
+        prober = client(server.url, work / "downloads", attempts=5)
+        raters = Raters(server.url, args.raters, args.votes, work / "downloads", seed=1)
+        start = time.perf_counter()
+        threads = raters.run(deadline=time.monotonic() + args.deadline)
+        time.sleep(8.0)  # the raters are busy: probe while they load the server
+        probes = probe_bad_inputs(server.url, prober)
+        up = prober.predict(api_name="/leaderboard")[0].startswith("**")
+        for t in threads:
+            t.join(timeout=args.deadline + 60)
+        wall = time.perf_counter() - start
+    finally:
+        server.stop()
     stored = stored_pair_ids(data)
     lost = sorted(set(raters.acked) - set(stored))
     lines += [
@@ -389,19 +392,21 @@ def reliability(args: argparse.Namespace, work: Path) -> list[str]:
     data = work / "reliability-2" / "data"
     data.mkdir(parents=True)
     server = Server(data, free_port(), *gate_args)
-    first_start_s = server.start()[1]
-    raters = Raters(server.url, args.raters, args.votes, work / "downloads", seed=2)
-    threads = raters.run(deadline=time.monotonic() + args.deadline)
-    wait_until = time.monotonic() + args.deadline
-    while len(raters.acked) < args.kill_after and time.monotonic() < wait_until:
-        time.sleep(0.05)
-    acked_at_kill = len(raters.acked)
-    server.kill9()
-    killed_at = time.perf_counter()
-    listening_s, restart_s = server.start()
-    for t in threads:
-        t.join(timeout=args.deadline + 60)
-    server.stop()
+    try:
+        first_start_s = server.start()[1]
+        raters = Raters(server.url, args.raters, args.votes, work / "downloads", seed=2)
+        threads = raters.run(deadline=time.monotonic() + args.deadline)
+        wait_until = time.monotonic() + args.deadline
+        while len(raters.acked) < args.kill_after and time.monotonic() < wait_until:
+            time.sleep(0.05)
+        acked_at_kill = len(raters.acked)
+        server.kill9()
+        killed_at = time.perf_counter()
+        listening_s, restart_s = server.start()
+        for t in threads:
+            t.join(timeout=args.deadline + 60)
+    finally:
+        server.stop()
     stored = stored_pair_ids(data)
     lost = sorted(set(raters.acked) - set(stored))
     lines += [
