@@ -37,6 +37,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     r.set_defaults(func=run_rtf)
+    c = which.add_parser("cfg", help="clips/s of a CFG-free (distilled) model vs the base model with CFG")
+    c.add_argument("--model", default="default", help="the base model (sampled with --cfg)")
+    c.add_argument("--distilled", default=None, help="a distilled checkpoint (default: the base weights without CFG)")
+    c.add_argument("--batches", type=_list(int), default=[1, 2, 4, 8, 16])
+    c.add_argument("--duration", type=float, default=2.0)
+    c.add_argument("--cfg", type=float, default=3.0)
+    c.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    c.set_defaults(func=run_cfg)
+
+
+def run_cfg(args: argparse.Namespace) -> int:
+    from musicrl.bench.cfg import run_cfg_bench
+
+    if not args.batches or min(args.batches) < 1 or args.threads < 0:
+        raise InputError("every batch must be >= 1 and --threads >= 0")
+    run_cfg_bench(args.model, args.distilled, args.batches, args.duration, args.cfg, args.threads)
+    return 0
 
 
 def run_rtf(args: argparse.Namespace) -> int:
