@@ -175,3 +175,17 @@ def resume_or_start(out: Path, modules: dict[str, nn.Module], optimizers: dict[s
     log.truncate_after(step)
     print(f"resumed at step {step}")
     return step, extra, log
+
+
+def optimizer_step(
+    opt: torch.optim.Optimizer, loss: torch.Tensor, parameters, grad_clip: float, lr: float | None = None
+) -> float:
+    """One update: (set the learning rate), backward, clip the gradient norm, step. Returns the norm."""
+    if lr is not None:
+        for group in opt.param_groups:
+            group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    opt.step()
+    return float(norm)

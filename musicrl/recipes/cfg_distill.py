@@ -32,7 +32,7 @@ from musicrl.advantages import leave_one_out_advantages
 from musicrl.config import dump_config, to_dict
 from musicrl.corpus_data import split_records
 from musicrl.losses import cfg_distillation_loss, policy_gradient_loss, token_logprobs
-from musicrl.train_state import resume_or_start, save_train_state
+from musicrl.train_state import optimizer_step, resume_or_start, save_train_state
 
 
 @dataclass
@@ -117,10 +117,7 @@ def main(cfg: Config) -> dict:
             pg = policy_gradient_loss(logp, advantages, mask)
             loss = distill + cfg.beta * pg
             record.update(diversity=reward.mean().item(), pg=pg.item())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
-        opt.step()
+        grad_norm = optimizer_step(opt, loss, student.parameters(), cfg.grad_clip)
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:

@@ -27,7 +27,7 @@ from models.errors import InputError
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
 from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.train_state import StepBudget, resume_or_start, save_train_state
+from musicrl.train_state import StepBudget, optimizer_step, resume_or_start, save_train_state
 
 
 @dataclass
@@ -192,12 +192,7 @@ def main(cfg: Config) -> dict:
         recon, q = codec(x, quantize=quantize)
         terms = loss_terms(codec, x, recon, mel_fb)
         loss = terms["l1"] + cfg.mel_weight * terms["mel"] + (q.commit_loss if q is not None else 0.0)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(codec.parameters(), cfg.grad_clip)
-        opt.step()
+        optimizer_step(opt, loss, codec.parameters(), cfg.grad_clip, lr_at(cfg, step))
         step += 1
         bar.update(1)
         cfg.steps = bar.total = budget.update(step, cfg.steps)

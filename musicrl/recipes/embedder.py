@@ -30,7 +30,7 @@ from models.embedder import EmbedderConfig, LogMelFrontend, TextAudioEmbedder, i
 from models.errors import InputError
 from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.train_state import resume_or_start, save_train_state
+from musicrl.train_state import optimizer_step, resume_or_start, save_train_state
 
 
 @dataclass
@@ -172,16 +172,22 @@ def retrieval_metrics(text: torch.Tensor, audio: torch.Tensor, records: list[dic
 
 
 @torch.no_grad()
-def embed_clips(model: TextAudioEmbedder, clips: list[np.ndarray], batch: int = 16) -> torch.Tensor:
-    """Full clips through the public API (per-segment averaging): [N, D] on the CPU."""
+def map_clips(fn, clips: list[np.ndarray], batch: int = 16, desc: str | None = None) -> list:
+    """``fn`` on batches of clips ([B, S] tensors): equal-length groups in one call, others one by one.
+    Returns the results in clip order (one per call)."""
     out = []
-    for i in range(0, len(clips), batch):
+    for i in tqdm(range(0, len(clips), batch), desc=desc, unit="batch", disable=None if desc else True):
         group = clips[i : i + batch]
         if len({len(c) for c in group}) == 1:
-            out.append(model.embed_audio(torch.from_numpy(np.stack(group))).cpu())
+            out.append(fn(torch.from_numpy(np.stack(group))))
         else:
-            out += [model.embed_audio(torch.from_numpy(c)[None]).cpu() for c in group]
-    return torch.cat(out)
+            out += [fn(torch.from_numpy(c)[None]) for c in group]
+    return out
+
+
+def embed_clips(model: TextAudioEmbedder, clips: list[np.ndarray], batch: int = 16) -> torch.Tensor:
+    """Full clips through the public API (per-segment averaging): [N, D] on the CPU."""
+    return torch.cat([e.cpu() for e in map_clips(model.embed_audio, clips, batch)])
 
 
 # ----------------------------------------------------------------------------- training
@@ -237,12 +243,7 @@ def main(cfg: Config) -> dict:
         logits = model.logits(model.project_text(train_text[idx].to(device)), model.embed_features(x))
         loss = info_nce_loss(logits)
         lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        optimizer_step(opt, loss, model.parameters(), cfg.grad_clip, lr)
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:

@@ -29,8 +29,8 @@ from models.errors import InputError
 from musicrl.config import dump_config
 from musicrl.corpus.attributes import LEAD_INSTRUMENTS, MODES, STYLES, TEMPO_BANDS
 from musicrl.corpus_data import load_split_audio
-from musicrl.recipes.embedder import crop_batch, log_features, lr_at, out_of_time, param_groups
-from musicrl.train_state import resume_or_start, save_train_state
+from musicrl.recipes.embedder import crop_batch, log_features, lr_at, map_clips, out_of_time, param_groups
+from musicrl.train_state import optimizer_step, resume_or_start, save_train_state
 
 VOCABULARIES: dict[str, list[str]] = {
     "style": list(STYLES),
@@ -85,13 +85,9 @@ def evaluate(model: Judges, cfg: Config, train_records: list[dict]) -> dict:
     if not clips:
         return {"test": "no test clips"}
     preds: dict[str, list[str]] = {a: [] for a in model.cfg.labels}
-    for i in tqdm(range(0, len(clips), 16), desc="eval", unit="batch", disable=None):
-        group = clips[i : i + 16]
-        wav = torch.from_numpy(np.stack(group)) if len({len(c) for c in group}) == 1 else None
-        parts = [model.predict(wav)] if wav is not None else [model.predict(torch.from_numpy(c)[None]) for c in group]
-        for part in parts:
-            for a in preds:
-                preds[a] += part[a]
+    for part in map_clips(model.predict, clips, desc="eval"):
+        for a in preds:
+            preds[a] += part[a]
     out: dict = {"N": len(records)}
     for attr, vocab in model.cfg.labels.items():
         truth = [label_of(r, attr) for r in records]
@@ -141,12 +137,7 @@ def main(cfg: Config) -> dict:
         }
         loss = sum(losses.values())
         lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        optimizer_step(opt, loss, model.parameters(), cfg.grad_clip, lr)
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:

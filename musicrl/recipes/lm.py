@@ -26,7 +26,7 @@ from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.lm import AudioLM, LMConfig, TextStates
 from musicrl.config import dump_config, to_dict
 from musicrl.lm_data import TokenData
-from musicrl.train_state import StepBudget, resume_or_start, save_train_state
+from musicrl.train_state import StepBudget, optimizer_step, resume_or_start, save_train_state
 
 
 def default_lm() -> LMConfig:
@@ -193,12 +193,7 @@ def main(cfg: Config) -> dict:
         with autocast():
             nll = lm_loss(lm, codes, text)
             loss = nll.mean()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(cfg, step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(lm.parameters(), cfg.grad_clip)
-        opt.step()
+        grad_norm = optimizer_step(opt, loss, lm.parameters(), cfg.grad_clip, lr_at(cfg, step))
         step += 1
         bar.update(1)
         cfg.steps = bar.total = budget.update(step, cfg.steps)

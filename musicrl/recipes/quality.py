@@ -31,8 +31,8 @@ from models.errors import InputError
 from models.quality import DEGRADATIONS, QualityConfig, QualityModel, degrade
 from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.recipes.embedder import crop_batch, log_features, lr_at, out_of_time, param_groups
-from musicrl.train_state import resume_or_start, save_train_state
+from musicrl.recipes.embedder import crop_batch, log_features, lr_at, map_clips, out_of_time, param_groups
+from musicrl.train_state import optimizer_step, resume_or_start, save_train_state
 
 
 @dataclass
@@ -134,16 +134,8 @@ def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
 
 
-@torch.no_grad()
 def score_clips(model: QualityModel, clips: list[np.ndarray], batch: int = 16) -> np.ndarray:
-    out = []
-    for i in range(0, len(clips), batch):
-        group = clips[i : i + batch]
-        if len({len(c) for c in group}) == 1:
-            out.append(model.score(torch.from_numpy(np.stack(group))).cpu())
-        else:
-            out += [model.score(torch.from_numpy(c)[None]).cpu() for c in group]
-    return torch.cat(out).numpy()
+    return torch.cat([s.cpu() for s in map_clips(model.score, clips, batch)]).numpy()
 
 
 def evaluate(model: QualityModel, cfg: Config, extra_test: list[np.ndarray]) -> dict:
@@ -240,12 +232,7 @@ def main(cfg: Config) -> dict:
         logits = model.logits_from_features(model.frontend.normalise(x.to(device)))
         loss = F.binary_cross_entropy_with_logits(logits, y)
         lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        optimizer_step(opt, loss, model.parameters(), cfg.grad_clip, lr)
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
