@@ -66,3 +66,40 @@ def plot_spectrogram(wav: torch.Tensor, sample_rate: int, path: str | Path, titl
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over up to ``window`` points: [1, 2, 3, 4] with window 2 -> [1, 1.5, 2.5, 3.5]."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_training_logs(runs: dict[str, list[dict]], keys: list[str], path: str | Path, smooth: int = 1) -> Path:
+    """One panel per key: each run's logged value against its step (raw, faint; smoothed, solid).
+
+    runs: label -> JSONL records with a "step" and the keys (records lacking a key are skipped)."""
+    fig = _figure(4.2 * len(keys), 3.4)
+    for col, key in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), col + 1)
+        for label, records in runs.items():
+            pts = [(r["step"], r[key]) for r in records if key in r and "step" in r]
+            if not pts:
+                continue
+            steps, vals = zip(*pts, strict=True)
+            line = ax.plot(steps, vals, alpha=0.25 if smooth > 1 else 1.0, lw=0.8)[0]
+            if smooth > 1:
+                ax.plot(steps, moving_average(list(vals), smooth), color=line.get_color(), label=label)
+            else:
+                line.set_label(label)
+        ax.set_title(key + (f" (moving mean of {smooth})" if smooth > 1 else ""), fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)

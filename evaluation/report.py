@@ -58,40 +58,123 @@ def markdown_table(summaries: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pareto_plot(summaries: list[dict], path: str | Path, curve_key: str = "model") -> Path | None:
-    """Adherence and quality against diversity; points of one ``curve_key`` value joined in order."""
+def setting_key(s: dict) -> str:
+    """How curves and ratios name one evaluated setting: ``label@cfg`` (e.g. ``base@3``)."""
+    return f"{s['model']}@{s['cfg']:g}" if "cfg" in s else s["model"]
+
+
+def point_tag(s: dict) -> str:
+    """λ for merged models, β for distilled ones, otherwise the guidance scale."""
+    if "lam" in s:
+        return f"λ={s['lam']:g}"
+    if "beta" in s:
+        return f"β={s['beta']:g}"
+    return f"γ={s['cfg']:g}" if "cfg" in s else ""
+
+
+def assign_curves(summaries: list[dict], curves: dict[str, list[str]] | None = None) -> dict[str, list[dict]]:
+    """Curve name -> its settings in the given order. ``curves`` maps a name to setting keys
+    (``label@cfg``) or bare labels (every cfg of that model); settings in no curve form one curve per
+    model label."""
+    curves = curves or {}
+    out: dict[str, list[dict]] = {}
+    claimed = set()
+    for name, keys in curves.items():
+        for key in keys:
+            hits = [s for s in summaries if key in (setting_key(s), s["model"])]
+            if not hits:
+                raise ValueError(f"curve {name!r}: no evaluated setting {key!r}")
+            out.setdefault(name, []).extend(hits)
+            claimed.update(id(s) for s in hits)
+    for s in summaries:
+        if id(s) not in claimed:
+            out.setdefault(s["model"], []).append(s)
+    return out
+
+
+def pareto_plot(summaries: list[dict], path: str | Path, curves: dict[str, list[str]] | None = None) -> Path | None:
+    """Adherence and quality against diversity; each curve's settings joined in their given order,
+    with 95 % intervals over prompts as error bars."""
     points = [s for s in summaries if "diversity" in s]
     if not points:
         return None
-    fig = _figure(11, 4.2)
+    fig = _figure(11, 4.4)
     for col, metric in enumerate(("adherence", "quality")):
         ax = fig.add_subplot(1, 2, col + 1)
-        curves: dict[str, list[dict]] = {}
-        for s in points:
-            if metric in s:
-                curves.setdefault(str(s.get(curve_key, s["model"])), []).append(s)
-        for name, pts in curves.items():
-            pts = sorted(pts, key=lambda s: s["diversity"])
-            ax.plot([p["diversity"] for p in pts], [p[metric] for p in pts], marker="o", label=name)
+        for name, pts in assign_curves(points, curves).items():
+            pts = [p for p in pts if metric in p]
+            if not pts:
+                continue
+            x, y = [p["diversity"] for p in pts], [p[metric] for p in pts]
+            xerr = [
+                [p["diversity"] - p["diversity_ci"][0] for p in pts],
+                [p["diversity_ci"][1] - p["diversity"] for p in pts],
+            ]
+            yerr = [[p[metric] - p[f"{metric}_ci"][0] for p in pts], [p[f"{metric}_ci"][1] - p[metric] for p in pts]]
+            line = ax.plot(x, y, marker="o", label=name)[0]
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=line.get_color(), alpha=0.25, lw=0.8)
             for p in pts:
-                tag = p.get("point_label") or (f"γ={p['cfg']:g}" if "cfg" in p else "")
-                ax.annotate(tag, (p["diversity"], p[metric]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    point_tag(p), (p["diversity"], p[metric]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
         ax.set_xlabel("diversity (mean pairwise 1 − cos, same prompt)")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, f"no {metric} scores", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path)
     return Path(path)
 
 
-def write_report(summaries: list[dict], out: Path, command: str, notes: str = "") -> Path:
+def ratio_table(summaries: list[dict], pairs: list[tuple[str, str]]) -> str:
+    """Markdown: for each (A, B) setting-key pair, mean(A) / mean(B) of adherence, quality and diversity
+    over the same prompts, with paired-bootstrap 95 % intervals (``evaluation.suite.paired_ratio_ci``)."""
+    import numpy as np
+
+    from evaluation.suite import paired_ratio_ci
+
+    by_key = {setting_key(s): s for s in summaries}
+    metrics = ("adherence", "quality", "diversity")
+    lines = ["| A / B | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
+    for a, b in pairs:
+        for key in (a, b):
+            if key not in by_key:
+                raise ValueError(f"ratio {a}/{b}: no evaluated setting {key!r} (have {', '.join(by_key)})")
+        cells = []
+        for m in metrics:
+            va, vb = by_key[a].get("per_prompt", {}).get(m), by_key[b].get("per_prompt", {}).get(m)
+            if va is None or vb is None or len(va) != len(vb):
+                cells.append("–")
+                continue
+            ratio, (lo, hi) = paired_ratio_ci(
+                np.array(va, dtype=float),
+                np.array(vb, dtype=float),  # None -> nan
+            )
+            cells.append(f"{ratio:.3f} [{lo:.3f}, {hi:.3f}]")
+        lines.append(f"| {a} / {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    summaries: list[dict],
+    out: Path,
+    command: str,
+    notes: str = "",
+    curves: dict[str, list[str]] | None = None,
+    ratios: list[tuple[str, str]] | None = None,
+) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "summary.jsonl", "w") as fh:
         for s in summaries:
             fh.write(json.dumps(s) + "\n")
-    plot = pareto_plot(summaries, out / "pareto.png")
+    plot = pareto_plot(summaries, out / "pareto.png", curves)
     text = [f"# Evaluation\n\nCommand:\n\n```\n{command}\n```\n", markdown_table(summaries)]
+    if ratios:
+        text.append("\nPaired ratios over the same prompts (95 % bootstrap interval over prompts):\n")
+        text.append(ratio_table(summaries, ratios))
     if plot:
         text.append("\n![Pareto](pareto.png)\n")
     if notes:

@@ -60,6 +60,25 @@ def bootstrap_ci(per_prompt: np.ndarray, n_boot: int = 1000, seed: int = 0) -> t
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def paired_ratio_ci(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, tuple[float, float]]:
+    """mean(a) / mean(b) over the same prompts, and its 95 % interval from resampling prompts jointly.
+
+    a, b: [P] per-prompt values of two settings (prompts where either is NaN are dropped). Pairing keeps
+    the prompt-to-prompt spread, shared by both, out of the interval. Example: a = [1, 3], b = [2, 2]
+    -> 1.0; resamples give 0.5 ([1, 1] / [2, 2]), 1.0 or 1.5, so the interval lies within [0.5, 1.5].
+    """
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    if a.size == 0:
+        return float("nan"), (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(n_boot, a.size))
+    ratios = a[idx].mean(1) / b[idx].mean(1)
+    return float(a.mean() / b.mean()), (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
+
+
 def judge_rows(judges, audio: torch.Tensor, prompts: list[EvalPrompt]) -> list[dict[str, bool]]:
     """Per clip: attribute -> whether the judges hear what the prompt asked for."""
     if judges is None:
@@ -101,15 +120,17 @@ def summarise(
             for i in range(num_prompts)
         ]
     )
+    prompt_values = {}
     for key in ("adherence", "quality"):
         if rows and key in rows[0]:
-            vals = by_prompt(key)
-            summary[key] = float(np.nanmean(vals))
-            summary[f"{key}_ci"] = bootstrap_ci(vals)
+            prompt_values[key] = by_prompt(key)
     if embeddings is not None and group >= 2:
-        div = mean_pairwise_diversity(embeddings.view(num_prompts, group, -1)).numpy()
-        summary["diversity"] = float(div.mean())
-        summary["diversity_ci"] = bootstrap_ci(div)
+        prompt_values["diversity"] = mean_pairwise_diversity(embeddings.view(num_prompts, group, -1)).numpy()
+    for key, vals in prompt_values.items():
+        summary[key] = float(np.nanmean(vals))
+        summary[f"{key}_ci"] = bootstrap_ci(vals)
+    # kept for paired comparisons between settings (same prompts, same order); NaN -> None
+    summary["per_prompt"] = {k: [None if np.isnan(x) else float(x) for x in v] for k, v in prompt_values.items()}
     if embeddings is not None and scorers.reference is not None and len(rows) >= 2:
         summary["fad"] = fad(embeddings, scorers.reference)
         summary["fad_n"] = [len(rows), int(scorers.reference.shape[0])]

@@ -6,6 +6,7 @@ import math
 import torch
 
 from models.checkpoint import load_checkpoint
+from models.errors import InputError
 from models.registry import load_generator
 from musicrl.config import load_config
 from musicrl.recipes import cfg_distill
@@ -25,7 +26,7 @@ def test_cfg_distill_with_diversity_trains_saves_and_resumes(tmp_path):
         f"out={out}",
         "steps=2",
         "prompts_per_step=2",
-        "samples_per_prompt=2",
+        "samples_per_prompt=3",
         "duration=0.2",
         "beta=5",
         "lr=1e-3",
@@ -37,6 +38,7 @@ def test_cfg_distill_with_diversity_trains_saves_and_resumes(tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) and math.isfinite(r["distill"]) and r["distill"] >= 0 for r in log)
     assert all(0 <= r["diversity"] <= 2 for r in log)
+    assert any(r["adv_abs"] > 0 and r["pg"] != 0 for r in log)  # the diversity term reaches the gradient
     base = load_generator("default").lm.state_dict()
     tuned = load_checkpoint(out / "model")
     assert tuned.cfg_free and tuned.meta["lineage"]["recipe"] == "cfg-distill"
@@ -44,6 +46,13 @@ def test_cfg_distill_with_diversity_trains_saves_and_resumes(tmp_path):
     summary = cfg_distill.main(load_config(cfg_distill.Config, None, [*args[:2], "steps=3", *args[3:]]))
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert summary["step"] == 3 and steps == [1, 2, 3]
+
+
+def test_diversity_term_refuses_two_samples_per_prompt(tmp_path):
+    """With G = 2 both siblings share 1 - cos(e1, e2): leave-one-out advantages are all 0, beta is inert."""
+    cfg = load_config(cfg_distill.Config, None, [f"out={tmp_path}", "beta=5", "samples_per_prompt=2"])
+    with __import__("pytest").raises(InputError, match="samples_per_prompt >= 3"):
+        cfg_distill.main(cfg)
 
 
 TRAJECTORY = __import__("pathlib").Path(__file__).parent / "data" / "cfg_distill_trajectory.json"

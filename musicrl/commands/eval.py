@@ -43,6 +43,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="real clips for FAD and the real-clip row: corpus:DIR:SPLIT:N, or 'none'",
     )
     p.add_argument("--save-audio", action="store_true", help="also write every clip as WAV under OUT/audio")
+    p.add_argument(
+        "--from",
+        dest="from_dirs",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="generate nothing: combine the summary.jsonl of earlier eval dirs into one report",
+    )
+    p.add_argument(
+        "--curve",
+        action="append",
+        default=[],
+        metavar="NAME=KEY,KEY,...",
+        help="join these settings (LABEL@CFG, or LABEL for all its cfgs) as one curve in the Pareto plot",
+    )
+    p.add_argument(
+        "--ratio",
+        action="append",
+        default=[],
+        metavar="A/B",
+        help="report mean(A)/mean(B) of each metric with a paired bootstrap interval (A, B: LABEL@CFG)",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=run)
 
@@ -141,16 +163,82 @@ def load_scorers(args: argparse.Namespace, sample_rate: int):
     return scorers
 
 
+def parse_curves(items: list[str]) -> dict[str, list[str]]:
+    curves = {}
+    for item in items:
+        name, sep, keys = item.rpartition("=")
+        if not sep or not name or not keys:
+            raise InputError(f"--curve {item!r} is not NAME=LABEL@CFG,LABEL@CFG,...")
+        curves[name] = [k for k in keys.split(",") if k]
+    return curves
+
+
+def parse_ratios(items: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        a, sep, b = item.partition("/")
+        if not sep or not a or not b:
+            raise InputError(f"--ratio {item!r} is not A/B (e.g. distilled@1/base@3)")
+        pairs.append((a, b))
+    return pairs
+
+
+def read_summaries(dirs: list[Path]) -> list[dict]:
+    """Summaries of earlier runs in order; the real-clip row is kept once (the first)."""
+    out, seen_real = [], False
+    for d in dirs:
+        path = d / "summary.jsonl"
+        if not path.is_file():
+            raise InputError(f"{path} does not exist (not an eval output directory)")
+        for i, line in enumerate(path.read_text().splitlines()):
+            try:
+                s = json.loads(line)
+            except json.JSONDecodeError:
+                raise InputError(f"{path}:{i + 1}: not JSON") from None
+            if "cfg" not in s:
+                if seen_real:
+                    continue
+                seen_real = True
+            out.append(s)
+    return out
+
+
+def lineage_extra(gen) -> dict:
+    """What to plot a checkpoint by: λ of a merge, β of a cfg-distill run (from its lineage)."""
+    lineage = gen.meta.get("lineage", {}) if isinstance(gen.meta, dict) else {}
+    if lineage.get("recipe") == "merge":
+        return {"lam": lineage["merge"]["lam"]}
+    if lineage.get("recipe") == "cfg-distill":
+        return {"beta": lineage["config"]["beta"]}
+    return {}
+
+
+def write_combined(args: argparse.Namespace, summaries: list[dict]) -> int:
+    from evaluation.report import write_report
+
+    command = "musicrl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("musicrl") else ""
+    try:
+        report = write_report(
+            summaries, args.out, command, curves=parse_curves(args.curve), ratios=parse_ratios(args.ratio)
+        )
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    print(report.read_text())
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from evaluation.report import write_report
     from evaluation.suite import ModelSpec, evaluate_model, evaluate_real
     from models.audio_io import atomic_write, wav_bytes
     from models.registry import load_generator
     from musicrl.corpus_data import load_split_audio
 
+    parse_curves(args.curve), parse_ratios(args.ratio)  # bad syntax fails before any generation
+    if args.from_dirs:
+        return write_combined(args, read_summaries(args.from_dirs))
     if args.samples_per_prompt < 1:
         raise InputError("--samples-per-prompt must be >= 1")
     if any(c < 0 for c in args.cfg):
@@ -162,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         gen = load_generator(path if sep else item)
         label = label if sep else (gen.name if gen.name in ("default", "debug") else Path(item).name)
         gen.num_frames(args.duration)
-        specs += [ModelSpec(label, gen, cfg=c) for c in args.cfg]
+        specs += [ModelSpec(label, gen, cfg=c, extra=lineage_extra(gen)) for c in args.cfg]
     sample_rate = specs[0].generator.sample_rate
     scorers = load_scorers(args, sample_rate)
     summaries = []
@@ -197,7 +285,4 @@ def run(args: argparse.Namespace) -> int:
             )
             summaries.append(summary)
             print(json.dumps(summary), file=sys.stderr)
-    command = "musicrl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("musicrl") else ""
-    report = write_report(summaries, args.out, command)
-    print(report)
-    return 0
+    return write_combined(args, summaries)

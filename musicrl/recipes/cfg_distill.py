@@ -42,7 +42,7 @@ class Config:
     out: Path = Path("runs/cfg_distill")
     steps: int = 300
     prompts_per_step: int = 4
-    samples_per_prompt: int = 2  # G >= 2 (the diversity reward compares siblings)
+    samples_per_prompt: int = 4  # G >= 3 when beta > 0 (see main)
     duration: float = 4.0
     teacher_cfg: float = 3.0
     beta: float = 0.0  # diversity weight (configs for 0, 5, 10, 15)
@@ -50,6 +50,7 @@ class Config:
     temperature: float = 1.0
     top_k: int = 0  # 0 = sample from the full distribution (on-policy)
     lr: float = 1e-5
+    dropout: bool = False  # False: the loss sees the same policy that sampled (the LM's dropout off)
     grad_clip: float = 1.0
     embedder: str = ""  # music embedding for the diversity reward; "" = the shipped one
     log_every: int = 5
@@ -66,8 +67,10 @@ def teacher_logits(teacher, inputs: torch.Tensor, text: TextStates, gamma: float
 
 
 def main(cfg: Config) -> dict:
-    if cfg.samples_per_prompt < 2 and cfg.beta > 0:
-        raise InputError("the diversity reward needs samples_per_prompt >= 2")
+    if cfg.beta > 0 and cfg.samples_per_prompt < 3:
+        # With G = 2 both siblings get the same reward 1 - cos(e1, e2), so every leave-one-out
+        # advantage is exactly 0 and beta would do nothing.
+        raise InputError("the diversity term needs samples_per_prompt >= 3 (with 2 its advantages are all 0)")
     cfg.out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, cfg.out / "config.yaml")
     torch.manual_seed(cfg.seed)
@@ -102,7 +105,7 @@ def main(cfg: Config) -> dict:
         delayed = build_delayed(codes, special)
         inputs = lm_inputs(delayed, special)
         mask = delay_valid_mask(k, delayed.shape[-1])[None].expand(codes.shape[0], -1, -1)
-        student.train()
+        student.train(cfg.dropout)
         logits = student(inputs, text)
         distill = cfg_distillation_loss(
             logits, teacher_logits(teacher, inputs, text, cfg.teacher_cfg), mask, divergence=cfg.divergence
@@ -114,9 +117,12 @@ def main(cfg: Config) -> dict:
                 reward = diversity_rewards(emb)
             advantages = leave_one_out_advantages(reward, g_size).reshape(-1)
             logp = token_logprobs(logits, torch.where(mask, delayed, 0))
-            pg = policy_gradient_loss(logp, advantages, mask)
+            # QD = Q + beta * D with both terms per sequence (KL summed over its tokens; REINFORCE on
+            # A * sum log pi). The distillation loss is that sum divided by the token count, so the
+            # policy gradient is divided by the same count ("tokens") to keep beta's meaning.
+            pg = policy_gradient_loss(logp, advantages, mask, normalize="tokens")
             loss = distill + cfg.beta * pg
-            record.update(diversity=reward.mean().item(), pg=pg.item())
+            record.update(diversity=reward.mean().item(), pg=pg.item(), adv_abs=advantages.abs().mean().item())
         grad_norm = optimizer_step(opt, loss, student.parameters(), cfg.grad_clip)
         step += 1
         bar.update(1)

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from evaluation.plots import moving_average
+from musicrl.cli import main
+
+
+def test_moving_average_by_hand():
+    assert moving_average([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
+    assert moving_average([2.0, 4.0], 5) == [2.0, 3.0]
+
+
+def _run(tmp_path, name, rows):
+    d = tmp_path / name
+    d.mkdir()
+    (d / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d
+
+
+def test_plot_two_runs(tmp_path):
+    a = _run(tmp_path, "a", [{"step": s, "distill": 1 / s} for s in range(1, 20)])
+    b = _run(tmp_path, "b", [{"step": s, "distill": 2 / s, "diversity": 0.1 * s} for s in range(1, 20)])
+    out = tmp_path / "fig" / "curves.png"
+    assert (
+        main(
+            [
+                "plot",
+                f"beta0={a}",
+                str(b / "log.jsonl"),
+                "--keys",
+                "distill",
+                "diversity",
+                "--smooth",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.parent.glob("*.tmp.png"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--keys", "nope"], "no run logged 'nope'"),
+        (["--keys", "distill", "--smooth", "0"], "--smooth must be >= 1"),
+    ],
+)
+def test_plot_bad_input_exit_2(tmp_path, capsys, extra, message):
+    a = _run(tmp_path, "a", [{"step": 1, "distill": 1.0}])
+    assert main(["plot", str(a), *extra, "--out", str(tmp_path / "x.png")]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "missing"), "--keys", "distill", "--out", str(tmp_path / "x.png")]) == 2
+    assert not (tmp_path / "x.png").exists()
