@@ -50,6 +50,21 @@ WORDS = (
 ).split()
 
 
+def tiny_embedder_config(sample_rate: int = 16000):
+    """A text/audio embedder small enough for tests (untrained; debug text encoder)."""
+    from models.embedder import EmbedderConfig, FrontendConfig, TowerConfig
+
+    return EmbedderConfig(
+        frontend=FrontendConfig(sample_rate=sample_rate, n_mels=16),
+        tower=TowerConfig(widths=[8, 12], blocks=1, stem_stride=2, out=16),
+        dim=8,
+        text_encoder="debug",
+        text_dim=16,
+        text_hidden=16,
+        segment_s=1.0,
+    )
+
+
 def word_tokenizer(words=WORDS):
     """A word-level fast tokenizer (T5-style special tokens) built in code, saveable with save_pretrained."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors

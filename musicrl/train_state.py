@@ -118,6 +118,22 @@ def load_train_state(
     return int(meta["step"]), meta["extra"]
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The objects of a JSONL file, blank lines skipped; a bad line is an InputError naming it."""
+    from models.errors import InputError
+
+    path = Path(path)
+    records = []
+    for i, line in enumerate(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise InputError(f"{path}:{i + 1}: not JSON") from None
+    return records
+
+
 class JsonlLog:
     """Append-only JSONL metrics log (flushed per line, so a killed run keeps what it logged)."""
 

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from evaluation.reward_math import cosine_adherence
+from models.debug import tiny_embedder_config
 from models.embedder import (
     EmbedderConfig,
-    FrontendConfig,
     TextAudioEmbedder,
-    TowerConfig,
     info_nce_loss,
     segment_starts,
     split_segments,
@@ -23,15 +22,7 @@ SR = 16000
 
 
 def tiny_config() -> EmbedderConfig:
-    return EmbedderConfig(
-        frontend=FrontendConfig(n_mels=16),
-        tower=TowerConfig(widths=[8, 12], blocks=1, stem_stride=2, out=16),
-        dim=8,
-        text_encoder="debug",
-        text_dim=16,
-        text_hidden=16,
-        segment_s=1.0,
-    )
+    return tiny_embedder_config()
 
 
 @pytest.fixture(scope="module")

@@ -52,19 +52,11 @@ def test_eval_labels_merges_by_lambda_and_combines_runs_into_one_report(tmp_path
     b.lm = seeded_lm(b.lm.cfg, 1)
     pa, pb = save_checkpoint(a, tmp_path / "a"), save_checkpoint(b, tmp_path / "b")
     assert main(["merge", str(pa), str(pb), "--lam", "0.5", "--out", str(tmp_path / "m")]) == 0
-    from models.embedder import EmbedderConfig, FrontendConfig, TextAudioEmbedder, TowerConfig
+    from models.debug import tiny_embedder_config
+    from models.embedder import TextAudioEmbedder
 
-    embedder = TextAudioEmbedder(
-        EmbedderConfig(
-            frontend=FrontendConfig(sample_rate=8000, n_mels=16),
-            tower=TowerConfig(widths=[8, 12], blocks=1, stem_stride=2, out=16),
-            dim=8,
-            text_encoder="debug",
-            text_dim=16,
-            text_hidden=16,
-            segment_s=1.0,
-        )
-    ).save(tmp_path / "emb")  # an untrained 8 kHz embedder: adherence and diversity get computed
+    # an untrained 8 kHz embedder: adherence and diversity get computed for the 8 kHz debug model
+    embedder = TextAudioEmbedder(tiny_embedder_config(sample_rate=8000)).save(tmp_path / "emb")
     prompts = tmp_path / "p.txt"
     prompts.write_text("fast rock\ncalm piano\n")
     common = ["--prompts", str(prompts), "--samples-per-prompt", "2", "--duration", "0.2", "--reference", "none"]

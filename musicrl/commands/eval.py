@@ -185,16 +185,14 @@ def parse_ratios(items: list[str]) -> list[tuple[str, str]]:
 
 def read_summaries(dirs: list[Path]) -> list[dict]:
     """Summaries of earlier runs in order; the real-clip row is kept once (the first)."""
+    from musicrl.train_state import read_jsonl
+
     out, seen_real = [], False
     for d in dirs:
         path = d / "summary.jsonl"
         if not path.is_file():
             raise InputError(f"{path} does not exist (not an eval output directory)")
-        for i, line in enumerate(path.read_text().splitlines()):
-            try:
-                s = json.loads(line)
-            except json.JSONDecodeError:
-                raise InputError(f"{path}:{i + 1}: not JSON") from None
+        for s in read_jsonl(path):
             if "cfg" not in s:
                 if seen_real:
                     continue

@@ -7,10 +7,10 @@ recipe writes one JSON object per logged step with a "step" field.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from models.errors import InputError
+from musicrl.train_state import read_jsonl
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,14 +28,7 @@ def read_log(spec: str) -> tuple[str, list[dict]]:
     log = path / "log.jsonl" if path.is_dir() else path
     if not log.is_file():
         raise InputError(f"{log} does not exist (give a run directory or its log.jsonl)")
-    records = []
-    for i, line in enumerate(log.read_text().splitlines()):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise InputError(f"{log}:{i + 1}: not JSON") from None
+    records = read_jsonl(log)
     return (label if sep else path.name if path.is_dir() else path.stem), records
 
 
