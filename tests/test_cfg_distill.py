@@ -96,3 +96,19 @@ def test_fixed_seed_trajectory_matches_the_stored_one(tmp_path):
     assert len(losses) == len(stored) == 4
     for got, want in zip(losses, stored, strict=True):
         assert math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-6), (losses, stored)
+
+
+def test_shipped_configs_parse():
+    """Every β config loads into the recipe's Config (G >= 3 where β > 0); the app registry example for
+    the distilled pair parses (nothing is loaded before a request asks for a model)."""
+    from pathlib import Path
+
+    from app.registry import ModelRegistry
+
+    root = Path(__file__).parent.parent / "configs"
+    for beta in (0, 5, 10, 15):
+        cfg = load_config(cfg_distill.Config, root / f"cfg_distill_beta{beta}.yaml", [])
+        assert cfg.beta == beta and cfg.samples_per_prompt >= 3 and cfg.out.name == f"cfg_distill_beta{beta}"
+    registry = ModelRegistry.from_file(root / "app_registry_distilled.yaml")
+    assert [e.id for e in registry.entries if e.cfg_free] == ["distilled-b0", "distilled-b15"]
+    assert registry.get("quality-diversity").merge.a == "distilled-b0"
