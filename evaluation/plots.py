@@ -86,14 +86,15 @@ def plot_training_logs(runs: dict[str, list[dict]], keys: list[str], path: str |
     fig = _figure(4.2 * len(keys), 3.4)
     for col, key in enumerate(keys):
         ax = fig.add_subplot(1, len(keys), col + 1)
-        for label, records in runs.items():
+        for i, (label, records) in enumerate(runs.items()):
             pts = [(r["step"], r[key]) for r in records if key in r and "step" in r]
             if not pts:
                 continue
             steps, vals = zip(*pts, strict=True)
-            line = ax.plot(steps, vals, alpha=0.25 if smooth > 1 else 1.0, lw=0.8)[0]
+            color = f"C{i % 10}"  # a run keeps its colour in every panel
+            line = ax.plot(steps, vals, color=color, alpha=0.25 if smooth > 1 else 1.0, lw=0.8)[0]
             if smooth > 1:
-                ax.plot(steps, moving_average(list(vals), smooth), color=line.get_color(), label=label)
+                ax.plot(steps, moving_average(list(vals), smooth), color=color, label=label)
             else:
                 line.set_label(label)
         ax.set_title(key + (f" (moving mean of {smooth})" if smooth > 1 else ""), fontsize=9)
