@@ -23,6 +23,7 @@ def markdown_table(summaries: list[dict]) -> str:
         "adherence",
         "quality",
         "diversity",
+        "attribute diversity",
         "FAD (N gen / ref)",
         *[f"judge: {a}" for a in attrs],
         "s / clip",
@@ -47,6 +48,7 @@ def markdown_table(summaries: list[dict]) -> str:
                     _fmt(s, "adherence"),
                     _fmt(s, "quality"),
                     _fmt(s, "diversity"),
+                    _fmt(s, "attribute_diversity"),
                     fad,
                     *judged,
                     cost,
@@ -137,7 +139,7 @@ def ratio_table(summaries: list[dict], pairs: list[tuple[str, str]]) -> str:
     from evaluation.suite import paired_ratio_ci
 
     by_key = {setting_key(s): s for s in summaries}
-    metrics = ("adherence", "quality", "diversity")
+    metrics = ("adherence", "quality", "diversity", "attribute_diversity")
     lines = ["| A / B | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 1)]
     for a, b in pairs:
         for key in (a, b):

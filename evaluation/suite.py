@@ -79,20 +79,30 @@ def paired_ratio_ci(
     return float(a.mean() / b.mean()), (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
 
 
-def judge_rows(judges, audio: torch.Tensor, prompts: list[EvalPrompt]) -> list[dict[str, bool]]:
-    """Per clip: attribute -> whether the judges hear what the prompt asked for."""
+def judge_outputs(
+    judges, audio: torch.Tensor, prompts: list[EvalPrompt], batch_size: int = 16
+) -> tuple[list[dict[str, bool]], torch.Tensor | None]:
+    """Per clip: attribute -> whether the judges hear what the prompt asked for; and the clips'
+    attribute profiles [N, C] (every attribute's label probabilities, concatenated), the independent
+    space in which ``attribute_diversity`` compares siblings."""
     if judges is None:
-        return [{} for _ in prompts]
-    predicted = judges.predict(audio)
-    out = []
-    for i, p in enumerate(prompts):
-        out.append({a: str(predicted[a][i]) == str(v) for a, v in p.attributes.items() if a in predicted})
-    return out
+        return [{} for _ in prompts], None
+    parts = [judges.log_probs(audio[i : i + batch_size]) for i in range(0, len(audio), batch_size)]
+    attrs = sorted(judges.cfg.labels)
+    probs = {a: torch.cat([lp[a] for lp in parts]).exp().cpu() for a in attrs}
+    predicted = {a: [judges.cfg.labels[a][j] for j in probs[a].argmax(-1).tolist()] for a in attrs}
+    rows = [
+        {a: predicted[a][i] == str(v) for a, v in p.attributes.items() if a in predicted} for i, p in enumerate(prompts)
+    ]
+    return rows, torch.cat([probs[a] for a in attrs], dim=-1)
 
 
 def score_clips(scorers: Scorers, audio: torch.Tensor, prompts: list[EvalPrompt]) -> dict:
     """audio [N, S] at the scorers' sample rate; prompts one per clip."""
-    out: dict = {"judges": judge_rows(scorers.judges, audio, prompts)}
+    out: dict = {}
+    out["judges"], profile = judge_outputs(scorers.judges, audio, prompts)
+    if profile is not None:
+        out["profile"] = profile
     if scorers.embedder is not None:
         emb = scorers.embedder.embed_audio(audio)
         text = scorers.embedder.embed_text([p.caption for p in prompts])
@@ -111,6 +121,7 @@ def summarise(
     group: int,
     scorers: Scorers,
     extra: dict,
+    profiles: torch.Tensor | None = None,
 ) -> dict:
     """Means with bootstrap CIs over prompts, diversity, FAD and judge accuracy for one model setting."""
     summary: dict = {"model": label, **extra, "clips": len(rows), "prompts": num_prompts, "samples_per_prompt": group}
@@ -126,6 +137,8 @@ def summarise(
             prompt_values[key] = by_prompt(key)
     if embeddings is not None and group >= 2:
         prompt_values["diversity"] = mean_pairwise_diversity(embeddings.view(num_prompts, group, -1)).numpy()
+    if profiles is not None and group >= 2:  # the same arithmetic in the judges' attribute space
+        prompt_values["attribute_diversity"] = mean_pairwise_diversity(profiles.view(num_prompts, group, -1)).numpy()
     for key, vals in prompt_values.items():
         summary[key] = float(np.nanmean(vals))
         summary[f"{key}_ci"] = bootstrap_ci(vals)
@@ -172,7 +185,7 @@ def evaluate_model(
     """
     gen, g = spec.generator, samples_per_prompt
     params = SamplingParams(cfg=spec.cfg, temperature=spec.temperature, top_k=spec.top_k)
-    rows, embeddings, gen_seconds = [], [], 0.0
+    rows, embeddings, profiles, gen_seconds = [], [], [], 0.0
     frames = gen.num_frames(duration)
     for start in range(0, len(prompts), prompts_per_batch):
         batch = prompts[start : start + prompts_per_batch]
@@ -202,8 +215,11 @@ def evaluate_model(
                 on_clip(row, audio[n])
         if "embedding" in scores:
             embeddings.append(scores["embedding"])
+        if "profile" in scores:
+            profiles.append(scores["profile"])
     emb = torch.cat(embeddings) if embeddings else None
-    summary = summarise(spec.label, rows, emb, len(prompts), g, scorers, {**spec.extra, "cfg": spec.cfg})
+    prof = torch.cat(profiles) if profiles else None
+    summary = summarise(spec.label, rows, emb, len(prompts), g, scorers, {**spec.extra, "cfg": spec.cfg}, prof)
     steps = frames + gen.lm.cfg.num_codebooks - 1
     summary["seconds_per_clip"] = gen_seconds / max(1, len(rows))
     summary["forward_passes_per_clip"] = steps * (2 if params.uses_cfg else 1)

@@ -135,3 +135,21 @@ def test_recipe_smoke_run_and_resume(corpus, tmp_path, capsys):
     recipe.main(cfg(4))
     assert "resumed at step 3" in capsys.readouterr().out
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_judge_outputs_give_correctness_and_a_probability_profile_per_clip():
+    from evaluation.reward_math import mean_pairwise_diversity
+    from evaluation.suite import EvalPrompt, judge_outputs
+
+    judges = Judges(tiny_config()).eval()
+    wav = torch.randn(4, SR, generator=torch.Generator().manual_seed(0)) * 0.1
+    prompts = [EvalPrompt("a", {"style": "rock"}), EvalPrompt("b"), EvalPrompt("c", {"style": "jazz"}), EvalPrompt("d")]
+    rows, profile = judge_outputs(judges, wav, prompts, batch_size=3)  # two batches
+    predicted = judges.predict(wav)
+    assert rows[0] == {"style": predicted["style"][0] == "rock"} and rows[1] == {}
+    assert profile.shape == (4, sum(len(v) for v in LABELS.values()))
+    sizes = [len(LABELS[a]) for a in sorted(LABELS)]  # each attribute's block sums to 1
+    block_sums = torch.stack([b.sum(-1) for b in profile.split(sizes, -1)], -1)
+    torch.testing.assert_close(block_sums, torch.ones(4, len(sizes)))
+    same = mean_pairwise_diversity(torch.stack([profile[:1], profile[:1]], 1))
+    assert same.abs().max() < 1e-6  # identical clips: no attribute diversity
