@@ -26,7 +26,7 @@ def test_plot_two_runs(tmp_path):
         main(
             [
                 "plot",
-                f"beta0={a}",
+                f"β=0={a}",
                 str(b / "log.jsonl"),
                 "--keys",
                 "distill",
@@ -56,3 +56,11 @@ def test_plot_bad_input_exit_2(tmp_path, capsys, extra, message):
     assert message in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "missing"), "--keys", "distill", "--out", str(tmp_path / "x.png")]) == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_run_labels_may_contain_equals(tmp_path):
+    from musicrl.commands.plot import read_log
+
+    a = _run(tmp_path, "a", [{"step": 1, "distill": 1.0}])
+    assert read_log(f"β=0={a}") == ("β=0", [{"step": 1, "distill": 1.0}])
+    assert read_log(str(a))[0] == "a" and read_log(str(a / "log.jsonl"))[0] == "log"

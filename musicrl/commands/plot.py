@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def read_log(spec: str) -> tuple[str, list[dict]]:
-    label, sep, path = spec.partition("=")
+    # LABEL=PATH; the label may itself hold "=" ("β=0=runs/x"), so split at the last one
+    label, sep, path = ("", "", spec) if Path(spec).exists() else spec.rpartition("=")
     path = Path(path if sep else spec)
     log = path / "log.jsonl" if path.is_dir() else path
     if not log.is_file():
