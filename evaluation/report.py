@@ -160,6 +160,35 @@ def ratio_table(summaries: list[dict], pairs: list[tuple[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gap_table(summaries: list[dict], curves: dict[str, list[str]], pairs: list[tuple[str, str]]) -> str:
+    """Markdown: for each (CURVE, FRONT) pair of curve names, each CURVE setting's adherence and quality
+    minus the FRONT's at the same diversity (``evaluation.fronts.front_gaps``; > 0: above the front)."""
+    from evaluation.fronts import front_gaps
+
+    assigned = assign_curves(summaries, curves)
+    lines = ["| setting | vs front | adherence gap | quality gap |", "|---|---|---|---|"]
+    for name, front_name in pairs:
+        for key in (name, front_name):
+            if key not in assigned:
+                raise ValueError(f"gap {name}/{front_name}: no curve {key!r} (have {', '.join(assigned)})")
+        points, front = assigned[name], assigned[front_name]
+        cells = {}
+        for metric in ("adherence", "quality"):
+            usable = all(metric in s.get("per_prompt", {}) for s in points + front)
+            cells[metric] = front_gaps(points, front, metric) if usable else [None] * len(points)
+        for i, s in enumerate(points):
+            row = []
+            for metric in ("adherence", "quality"):
+                got = cells[metric][i]
+                if got is None or got[0] != got[0]:  # no scores, or outside the front's diversity range
+                    row.append("–" if got is None else "outside the front")
+                else:
+                    gap, (lo, hi) = got
+                    row.append(f"{gap:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+            lines.append(f"| {setting_key(s)} ({point_tag(s)}) | {front_name} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_report(
     summaries: list[dict],
     out: Path,
@@ -167,6 +196,7 @@ def write_report(
     notes: str = "",
     curves: dict[str, list[str]] | None = None,
     ratios: list[tuple[str, str]] | None = None,
+    gaps: list[tuple[str, str]] | None = None,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "summary.jsonl", "w") as fh:
@@ -177,6 +207,9 @@ def write_report(
     if ratios:
         text.append("\nPaired ratios over the same prompts (95 % bootstrap interval over prompts):\n")
         text.append(ratio_table(summaries, ratios))
+    if gaps:
+        text.append("\nGaps to a front at equal diversity (95 % bootstrap interval over prompts; > 0: above):\n")
+        text.append(gap_table(summaries, curves or {}, gaps))
     if plot:
         text.append("\n![Pareto](pareto.png)\n")
     if notes:

@@ -69,12 +69,19 @@ def test_eval_labels_merges_by_lambda_and_combines_runs_into_one_report(tmp_path
     assert half["lam"] == 0.5 and len(half["per_prompt"]["adherence"]) == 2
     out = tmp_path / "both"
     args = ["eval", "--from", str(tmp_path / "e1"), str(tmp_path / "e2"), "--out", str(out)]
-    assert main([*args, "--curve", "CFG=base", "--ratio", "half@1/base@3"]) == 0
+    assert (
+        main(
+            [*args, "--curve", "CFG=base", "--curve", "merged=half", "--ratio", "half@1/base@3", "--gap", "merged/CFG"]
+        )
+        == 0
+    )
     report = (out / "report.md").read_text()
     assert "| half@1 / base@3 |" in report and (out / "pareto.png").stat().st_size > 0
+    assert "| half@1 (λ=0.5) | CFG |" in report
     assert len((out / "summary.jsonl").read_text().splitlines()) == 3
     capsys.readouterr()
     assert main([*args, "--ratio", "half@3/base@3"]) == 2
     assert "no evaluated setting 'half@3'" in capsys.readouterr().err
     assert main(["eval", "--from", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert main([*args, "--curve", "no-equals-sign"]) == 2
+    assert main([*args, "--curve", "CFG=base", "--gap", "nope/CFG"]) == 2

@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="join these settings (LABEL@CFG, or LABEL for all its cfgs) as one curve in the Pareto plot",
     )
     p.add_argument(
+        "--gap",
+        action="append",
+        default=[],
+        metavar="CURVE/FRONT",
+        help="report each CURVE setting's adherence and quality above the FRONT curve at equal diversity",
+    )
+    p.add_argument(
         "--ratio",
         action="append",
         default=[],
@@ -173,12 +180,12 @@ def parse_curves(items: list[str]) -> dict[str, list[str]]:
     return curves
 
 
-def parse_ratios(items: list[str]) -> list[tuple[str, str]]:
+def parse_pairs(items: list[str], flag: str = "--ratio", example: str = "distilled@1/base@3") -> list[tuple[str, str]]:
     pairs = []
     for item in items:
-        a, sep, b = item.partition("/")
+        a, sep, b = item.rpartition("/")
         if not sep or not a or not b:
-            raise InputError(f"--ratio {item!r} is not A/B (e.g. distilled@1/base@3)")
+            raise InputError(f"{flag} {item!r} is not A/B (e.g. {example})")
         pairs.append((a, b))
     return pairs
 
@@ -217,7 +224,12 @@ def write_combined(args: argparse.Namespace, summaries: list[dict]) -> int:
     command = "musicrl " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("musicrl") else ""
     try:
         report = write_report(
-            summaries, args.out, command, curves=parse_curves(args.curve), ratios=parse_ratios(args.ratio)
+            summaries,
+            args.out,
+            command,
+            curves=parse_curves(args.curve),
+            ratios=parse_pairs(args.ratio),
+            gaps=parse_pairs(args.gap, "--gap", "merged/CFG"),
         )
     except ValueError as err:
         raise InputError(str(err)) from None
@@ -234,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
     from models.registry import load_generator
     from musicrl.corpus_data import load_split_audio
 
-    parse_curves(args.curve), parse_ratios(args.ratio)  # bad syntax fails before any generation
+    # bad syntax fails before any generation
+    parse_curves(args.curve), parse_pairs(args.ratio), parse_pairs(args.gap, "--gap", "merged/CFG")
     if args.from_dirs:
         return write_combined(args, read_summaries(args.from_dirs))
     if args.samples_per_prompt < 1:
