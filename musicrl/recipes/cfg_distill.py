@@ -24,7 +24,6 @@ from evaluation.reward_math import diversity_rewards
 from models.checkpoint import save_checkpoint
 from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.errors import InputError
-from models.generator import sample_codes
 from models.lm import TextStates
 from models.registry import ASSETS_DIR, load_generator
 from models.sampling import SamplingParams, apply_cfg
@@ -91,17 +90,17 @@ def main(cfg: Config) -> dict:
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
     step, _, log = resume_or_start(cfg.out, {"lm": student}, {"opt": opt})
     k, g_size, special = student.cfg.num_codebooks, cfg.samples_per_prompt, student.cfg.special_token
-    frames = gen.num_frames(cfg.duration)
     params = SamplingParams(cfg=1.0, temperature=cfg.temperature, top_k=cfg.top_k)
     start, bar = time.time(), tqdm(total=cfg.steps, initial=step, desc="cfg-distill", unit="step", disable=None)
     while step < cfg.steps:
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + step)  # a step's prompts and seeds depend on it alone
         prompts = [captions[i] for i in torch.randint(0, len(captions), (cfg.prompts_per_step,), generator=g)]
-        text = gen.encode_text(prompts)
-        text = TextStates(text.states.repeat_interleave(g_size, 0), text.mask.repeat_interleave(g_size, 0))
         seeds = torch.randint(0, 2**31 - 1, (len(prompts) * g_size,), generator=g).tolist()
         student.eval()
-        codes, _ = sample_codes(student, text, frames, params, seeds)  # on-policy, no guidance
+        # on-policy rollouts without guidance, G per prompt (rows prompt-major), through the generator
+        codes = gen.generate_codes(prompts, cfg.duration, params, seeds, samples_per_prompt=g_size).codes
+        text = gen.encode_text(prompts)
+        text = TextStates(text.states.repeat_interleave(g_size, 0), text.mask.repeat_interleave(g_size, 0))
         delayed = build_delayed(codes, special)
         inputs = lm_inputs(delayed, special)
         mask = delay_valid_mask(k, delayed.shape[-1])[None].expand(codes.shape[0], -1, -1)
