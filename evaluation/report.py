@@ -94,31 +94,65 @@ def assign_curves(summaries: list[dict], curves: dict[str, list[str]] | None = N
     return out
 
 
-def pareto_plot(summaries: list[dict], path: str | Path, curves: dict[str, list[str]] | None = None) -> Path | None:
+def _zoom_limits(points: list[dict], focus: list[dict], metric: str, pad: float = 0.15):
+    """x-limits around the focus settings' diversity; y-limits around every point inside them."""
+    xs = [p["diversity"] for p in focus]
+    x_pad = max(pad * (max(xs) - min(xs)), 0.005)
+    x0, x1 = min(xs) - x_pad, max(xs) + x_pad
+    ys = [p[metric] for p in points if metric in p and x0 <= p["diversity"] <= x1]
+    if not ys:
+        return (x0, x1), None
+    y_pad = max(pad * (max(ys) - min(ys)), 0.005)
+    return (x0, x1), (min(ys) - y_pad, max(ys) + y_pad)
+
+
+def pareto_plot(
+    summaries: list[dict],
+    path: str | Path,
+    curves: dict[str, list[str]] | None = None,
+    zoom: str | None = None,
+) -> Path | None:
     """Adherence and quality against diversity; each curve's settings joined in their given order,
-    with 95 % intervals over prompts as error bars."""
+    with 95 % intervals over prompts as error bars. ``zoom``: a curve name — the axes then frame that
+    curve's diversity range (and every point inside it), without error bars."""
     points = [s for s in summaries if "diversity" in s]
     if not points:
         return None
+    assigned = assign_curves(points, curves)
+    if zoom is not None and zoom not in assigned:
+        raise ValueError(f"zoom: no curve {zoom!r} (have {', '.join(assigned)})")
     fig = _figure(11, 4.4)
     for col, metric in enumerate(("adherence", "quality")):
         ax = fig.add_subplot(1, 2, col + 1)
-        for name, pts in assign_curves(points, curves).items():
+        for name, pts in assigned.items():
             pts = [p for p in pts if metric in p]
             if not pts:
                 continue
             x, y = [p["diversity"] for p in pts], [p[metric] for p in pts]
-            xerr = [
-                [p["diversity"] - p["diversity_ci"][0] for p in pts],
-                [p["diversity_ci"][1] - p["diversity"] for p in pts],
-            ]
-            yerr = [[p[metric] - p[f"{metric}_ci"][0] for p in pts], [p[f"{metric}_ci"][1] - p[metric] for p in pts]]
             line = ax.plot(x, y, marker="o", label=name)[0]
-            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=line.get_color(), alpha=0.25, lw=0.8)
+            if zoom is None:
+                xerr = [
+                    [p["diversity"] - p["diversity_ci"][0] for p in pts],
+                    [p["diversity_ci"][1] - p["diversity"] for p in pts],
+                ]
+                yerr = [
+                    [p[metric] - p[f"{metric}_ci"][0] for p in pts],
+                    [p[f"{metric}_ci"][1] - p[metric] for p in pts],
+                ]
+                ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor=line.get_color(), alpha=0.25, lw=0.8)
             for p in pts:
                 ax.annotate(
-                    point_tag(p), (p["diversity"], p[metric]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                    point_tag(p),
+                    (p["diversity"], p[metric]),
+                    fontsize=7 if zoom is None else 8,
+                    xytext=(3, 3),
+                    textcoords="offset points",
                 )
+        if zoom is not None and any(metric in p for p in assigned[zoom]):
+            xlim, ylim = _zoom_limits(points, [p for p in assigned[zoom] if metric in p], metric)
+            ax.set_xlim(*xlim)
+            if ylim:
+                ax.set_ylim(*ylim)
         ax.set_xlabel("diversity (mean pairwise 1 − cos, same prompt)")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
@@ -197,6 +231,7 @@ def write_report(
     curves: dict[str, list[str]] | None = None,
     ratios: list[tuple[str, str]] | None = None,
     gaps: list[tuple[str, str]] | None = None,
+    zoom: str | None = None,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "summary.jsonl", "w") as fh:
@@ -212,6 +247,9 @@ def write_report(
         text.append(gap_table(summaries, curves or {}, gaps))
     if plot:
         text.append("\n![Pareto](pareto.png)\n")
+    if plot and zoom:
+        pareto_plot(summaries, out / "pareto_zoom.png", curves, zoom)
+        text.append(f"\n![Pareto, around {zoom}](pareto_zoom.png)\n")
     if notes:
         text.append("\n" + notes + "\n")
     (out / "report.md").write_text("\n".join(text))

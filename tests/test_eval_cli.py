@@ -78,6 +78,8 @@ def test_eval_labels_merges_by_lambda_and_combines_runs_into_one_report(tmp_path
     report = (out / "report.md").read_text()
     assert "| half@1 / base@3 |" in report and (out / "pareto.png").stat().st_size > 0
     assert "| half@1 (λ=0.5) | CFG |" in report
+    assert main([*args, "--curve", "CFG=base", "--zoom", "CFG"]) == 0 and (out / "pareto_zoom.png").stat().st_size > 0
+    assert main([*args, "--zoom", "nope"]) == 2
     assert len((out / "summary.jsonl").read_text().splitlines()) == 3
     capsys.readouterr()
     assert main([*args, "--ratio", "half@3/base@3"]) == 2

@@ -44,3 +44,13 @@ def test_ratio_table_uses_per_prompt_values():
     assert "| d@1 / base@3 | 0.500 [0.500, 0.500] | – | 2.000 [2.000, 2.000] |" in table
     with pytest.raises(ValueError, match="no evaluated setting"):
         ratio_table([a, b], [("d@3", "base@3")])
+
+
+def test_zoom_frames_the_focus_diversity_range_and_the_points_inside_it():
+    from evaluation.report import _zoom_limits
+
+    focus = [{"diversity": 0.2, "adherence": 0.70}, {"diversity": 0.3, "adherence": 0.80}]
+    points = [*focus, {"diversity": 0.25, "adherence": 0.60}, {"diversity": 0.9, "adherence": 0.1}]
+    (x0, x1), (y0, y1) = _zoom_limits(points, focus, "adherence")
+    assert (x0, x1) == pytest.approx((0.185, 0.315))  # 15 % of the 0.1 range on each side
+    assert (y0, y1) == pytest.approx((0.57, 0.83))  # 0.60..0.80 inside; the far point is left out

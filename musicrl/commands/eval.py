@@ -65,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="CURVE/FRONT",
         help="report each CURVE setting's adherence and quality above the FRONT curve at equal diversity",
     )
+    p.add_argument("--zoom", default=None, metavar="CURVE", help="also write pareto_zoom.png framing this curve")
     p.add_argument(
         "--ratio",
         action="append",
@@ -230,6 +231,7 @@ def write_combined(args: argparse.Namespace, summaries: list[dict]) -> int:
             curves=parse_curves(args.curve),
             ratios=parse_pairs(args.ratio),
             gaps=parse_pairs(args.gap, "--gap", "merged/CFG"),
+            zoom=args.zoom,
         )
     except ValueError as err:
         raise InputError(str(err)) from None
