@@ -193,6 +193,30 @@ def resume_or_start(out: Path, modules: dict[str, nn.Module], optimizers: dict[s
     return step, extra, log
 
 
+def out_of_time(start: float, limit_min: float) -> bool:
+    """Whether a run started at ``start`` (time.time()) has used its ``limit_min`` minutes (0 = no limit)."""
+    return bool(limit_min) and time.time() - start > limit_min * 60
+
+
+def end_step(
+    out: Path,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    step: int,
+    total: int,
+    save_every: int,
+    stop: bool,
+    extra: dict | None = None,
+) -> bool:
+    """After step ``step`` of ``total``: save ``out/state`` every ``save_every`` steps, at the last step and
+    when stopping on the time limit (``stop``); on a stop, say how to resume. Returns ``stop``."""
+    if step % save_every == 0 or step == total or stop:
+        save_train_state(out / "state", modules, optimizers, step, extra)
+    if stop:
+        print(f"time limit reached at step {step}; rerun the same command to resume")
+    return stop
+
+
 def optimizer_step(
     opt: torch.optim.Optimizer, loss: torch.Tensor, parameters, grad_clip: float, lr: float | None = None
 ) -> float:

@@ -6,7 +6,7 @@ import torch
 
 from models.errors import InputError
 from musicrl.config import load_config
-from musicrl.train_state import JsonlLog, load_train_state, save_train_state
+from musicrl.train_state import JsonlLog, end_step, load_train_state, out_of_time, save_train_state
 
 
 @dataclass
@@ -71,3 +71,23 @@ def test_jsonl_log_truncates_on_resume(tmp_path):
         log.write({"step": s})
     log.truncate_after(2)
     assert (tmp_path / "log.jsonl").read_text().splitlines() == ['{"step": 1}', '{"step": 2}']
+
+
+def test_end_step_saves_when_due_and_on_a_stop(tmp_path, capsys):
+    model = torch.nn.Linear(2, 2)
+    saved = lambda: load_train_state(tmp_path / "state", {"m": model}, {})[0]  # noqa: E731
+    assert end_step(tmp_path, {"m": model}, {}, 3, 10, 5, stop=False) is False
+    assert not (tmp_path / "state").exists()  # step 3: not due
+    end_step(tmp_path, {"m": model}, {}, 5, 10, 5, stop=False)
+    assert saved() == 5  # every save_every steps
+    end_step(tmp_path, {"m": model}, {}, 7, 7, 5, stop=False)
+    assert saved() == 7  # the last step
+    assert end_step(tmp_path, {"m": model}, {}, 8, 10, 5, stop=True, extra={"best": 1}) is True
+    assert saved() == 8 and "rerun the same command to resume" in capsys.readouterr().out
+
+
+def test_out_of_time():
+    import time
+
+    assert not out_of_time(time.time() - 3600, 0)  # 0 = no limit
+    assert out_of_time(time.time() - 61, 1) and not out_of_time(time.time(), 1)

@@ -31,7 +31,7 @@ from musicrl.advantages import leave_one_out_advantages
 from musicrl.config import dump_config, to_dict
 from musicrl.corpus_data import split_records
 from musicrl.losses import cfg_distillation_loss, policy_gradient_loss, token_logprobs
-from musicrl.train_state import optimizer_step, resume_or_start, save_train_state
+from musicrl.train_state import end_step, optimizer_step, out_of_time, resume_or_start
 
 
 @dataclass
@@ -135,11 +135,8 @@ def main(cfg: Config) -> dict:
                     "elapsed_s": time.time() - start,
                 }
             )
-        stop = bool(cfg.time_limit_min) and time.time() - start > cfg.time_limit_min * 60
-        if step % cfg.save_every == 0 or step == cfg.steps or stop:
-            save_train_state(cfg.out / "state", {"lm": student}, {"opt": opt}, step)
-        if stop:
-            print(f"time limit reached at step {step}; rerun the same command to resume")
+        stop = out_of_time(start, cfg.time_limit_min)
+        if end_step(cfg.out, {"lm": student}, {"opt": opt}, step, cfg.steps, cfg.save_every, stop):
             break
     bar.close()
     student.eval()

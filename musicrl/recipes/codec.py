@@ -27,7 +27,7 @@ from models.errors import InputError
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
 from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.train_state import StepBudget, optimizer_step, resume_or_start, save_train_state
+from musicrl.train_state import StepBudget, end_step, optimizer_step, out_of_time, resume_or_start
 
 
 @dataclass
@@ -217,11 +217,8 @@ def main(cfg: Config) -> dict:
                 rec["perplexity"] = [round(float(p), 1) for p in q.perplexity]
             log.write(rec)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        out_of_time = cfg.time_limit_min and time.time() - start > cfg.time_limit_min * 60
-        if step % cfg.save_every == 0 or step == cfg.steps or out_of_time:
-            save_train_state(cfg.out / "state", {"codec": codec}, {"opt": opt}, step)
-        if out_of_time:
-            print(f"time limit reached at step {step}; rerun the same command to resume")
+        stop = out_of_time(start, cfg.time_limit_min)
+        if end_step(cfg.out, {"codec": codec}, {"opt": opt}, step, cfg.steps, cfg.save_every, stop):
             break
     bar.close()
     codec.cpu().eval()

@@ -30,7 +30,7 @@ from models.embedder import EmbedderConfig, LogMelFrontend, TextAudioEmbedder, i
 from models.errors import InputError
 from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.train_state import optimizer_step, resume_or_start, save_train_state
+from musicrl.train_state import end_step, optimizer_step, out_of_time, resume_or_start
 
 
 @dataclass
@@ -101,10 +101,6 @@ def lr_at(step: int, steps: int, lr: float, warmup: int, min_ratio: float) -> fl
     warm = min(1.0, (step + 1) / max(1, warmup))
     progress = min(1.0, step / max(1, steps))
     return lr * warm * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def out_of_time(start: float, limit_min: float) -> bool:
-    return bool(limit_min) and time.time() - start > limit_min * 60
 
 
 # ----------------------------------------------------------------------------- text cache and metrics
@@ -261,10 +257,7 @@ def main(cfg: Config) -> dict:
             log.write(rec)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         stop = out_of_time(start, cfg.time_limit_min)
-        if step % cfg.save_every == 0 or step == cfg.steps or stop:
-            save_train_state(cfg.out / "state", {"model": model}, {"opt": opt}, step)
-        if stop:
-            print(f"time limit reached at step {step}; rerun the same command to resume")
+        if end_step(cfg.out, {"model": model}, {"opt": opt}, step, cfg.steps, cfg.save_every, stop):
             break
     bar.close()
     model.eval()

@@ -29,8 +29,8 @@ from models.errors import InputError
 from musicrl.config import dump_config
 from musicrl.corpus.attributes import LEAD_INSTRUMENTS, MODES, STYLES, TEMPO_BANDS
 from musicrl.corpus_data import load_split_audio
-from musicrl.recipes.embedder import crop_batch, log_features, lr_at, map_clips, out_of_time, param_groups
-from musicrl.train_state import optimizer_step, resume_or_start, save_train_state
+from musicrl.recipes.embedder import crop_batch, log_features, lr_at, map_clips, param_groups
+from musicrl.train_state import end_step, optimizer_step, out_of_time, resume_or_start
 
 VOCABULARIES: dict[str, list[str]] = {
     "style": list(STYLES),
@@ -148,10 +148,7 @@ def main(cfg: Config) -> dict:
             log.write(rec)
             bar.set_postfix(loss=f"{loss.item():.3f}")
         stop = out_of_time(start, cfg.time_limit_min)
-        if step % cfg.save_every == 0 or step == cfg.steps or stop:
-            save_train_state(cfg.out / "state", {"model": model}, {"opt": opt}, step)
-        if stop:
-            print(f"time limit reached at step {step}; rerun the same command to resume")
+        if end_step(cfg.out, {"model": model}, {"opt": opt}, step, cfg.steps, cfg.save_every, stop):
             break
     bar.close()
     model.eval()

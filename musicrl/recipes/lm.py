@@ -26,7 +26,7 @@ from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.lm import AudioLM, LMConfig, TextStates
 from musicrl.config import dump_config, to_dict
 from musicrl.lm_data import TokenData
-from musicrl.train_state import StepBudget, optimizer_step, resume_or_start, save_train_state
+from musicrl.train_state import StepBudget, end_step, optimizer_step, out_of_time, resume_or_start
 
 
 def default_lm() -> LMConfig:
@@ -209,18 +209,15 @@ def main(cfg: Config) -> dict:
                 }
             )
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        out_of_time = bool(cfg.time_limit_min) and time.time() - start > cfg.time_limit_min * 60
-        if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
+        stop = out_of_time(start, cfg.time_limit_min)
+        if step % cfg.eval_every == 0 or step == cfg.steps or stop:
             metrics = {"step": step, **evaluate(lm, data, val_idx, cfg, device, autocast)}
             log.write(metrics)
             print(json.dumps(metrics))
             if metrics["val_nll"] < best["val_nll"]:
                 best = metrics
                 export(cfg, lm, metrics, step)
-        if step % cfg.save_every == 0 or step == cfg.steps or out_of_time:
-            save_train_state(cfg.out / "state", {"lm": lm}, {"opt": opt}, step, {"best": best})
-        if out_of_time:
-            print(f"time limit reached at step {step}; rerun the same command to resume")
+        if end_step(cfg.out, {"lm": lm}, {"opt": opt}, step, cfg.steps, cfg.save_every, stop, {"best": best}):
             break
     bar.close()
     (cfg.out / "metrics.json").write_text(
