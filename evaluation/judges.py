@@ -161,13 +161,18 @@ class Judges(nn.Module):
         return {a: torch.log_softmax(torch.log_softmax(x, -1).reshape(b, n, -1).mean(1), -1) for a, x in logits.items()}
 
     @torch.no_grad()
+    def probabilities(self, wav: torch.Tensor, batch_size: int = 16) -> dict[str, torch.Tensor]:
+        """wav [B, S] -> {attr: [B, n_labels]} label probabilities on the CPU, ``batch_size`` clips at a time."""
+        parts = [self.log_probs(wav[i : i + batch_size]) for i in range(0, len(wav), batch_size)]
+        return {a: torch.cat([lp[a] for lp in parts]).exp().cpu() for a in self.cfg.labels}
+
+    def labels_of(self, probs: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+        """{attr: [B, n_labels]} -> {attr: B most probable labels}."""
+        return {a: [self.cfg.labels[a][j] for j in p.argmax(-1).tolist()] for a, p in probs.items()}
+
     def predict(self, wav: torch.Tensor, batch_size: int = 16) -> dict[str, list[str]]:
         """wav [B, S] -> {attr: B predicted labels}."""
-        out: dict[str, list[str]] = {a: [] for a in self.cfg.labels}
-        for i in range(0, len(wav), batch_size):
-            for attr, lp in self.log_probs(wav[i : i + batch_size]).items():
-                out[attr] += [self.cfg.labels[attr][j] for j in lp.argmax(-1).tolist()]
-        return out
+        return self.labels_of(self.probabilities(wav, batch_size))
 
     @torch.no_grad()
     def accuracy(self, wav: torch.Tensor, records: list[dict]) -> dict[str, float]:

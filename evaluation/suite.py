@@ -87,14 +87,12 @@ def judge_outputs(
     space in which ``attribute_diversity`` compares siblings."""
     if judges is None:
         return [{} for _ in prompts], None
-    parts = [judges.log_probs(audio[i : i + batch_size]) for i in range(0, len(audio), batch_size)]
-    attrs = sorted(judges.cfg.labels)
-    probs = {a: torch.cat([lp[a] for lp in parts]).exp().cpu() for a in attrs}
-    predicted = {a: [judges.cfg.labels[a][j] for j in probs[a].argmax(-1).tolist()] for a in attrs}
+    probs = judges.probabilities(audio, batch_size)
+    predicted = judges.labels_of(probs)
     rows = [
         {a: predicted[a][i] == str(v) for a, v in p.attributes.items() if a in predicted} for i, p in enumerate(prompts)
     ]
-    return rows, torch.cat([probs[a] for a in attrs], dim=-1)
+    return rows, torch.cat([probs[a] for a in sorted(probs)], dim=-1)
 
 
 def score_clips(scorers: Scorers, audio: torch.Tensor, prompts: list[EvalPrompt]) -> dict:

@@ -27,10 +27,6 @@ def timed_generate(gen, batch: int, duration: float, cfg: float) -> tuple[float,
     return t_codes - t, time.perf_counter() - t_codes
 
 
-def clips_per_second(gen, batch: int, duration: float, cfg: float) -> float:
-    return batch / sum(timed_generate(gen, batch, duration, cfg))
-
-
 def run_cfg_bench(
     base: str, distilled: str | None, batches: list[int], duration: float, cfg: float, threads: int, log=print
 ) -> list[dict]:
@@ -38,23 +34,21 @@ def run_cfg_bench(
         torch.set_num_threads(threads)
     gen_base = load_generator(base)
     gen_fast = load_generator(distilled) if distilled else gen_base
-    clips_per_second(gen_base, 1, min(duration, 0.5), cfg)  # warm-up
+    timed_generate(gen_base, 1, min(duration, 0.5), cfg)  # warm-up
     rows = []
     for b in batches:
         lm_guided, dec_guided = timed_generate(gen_base, b, duration, cfg)  # back to back, same batch
         lm_free, dec_free = timed_generate(gen_fast, b, duration, 1.0)
         guided, free = b / (lm_guided + dec_guided), b / (lm_free + dec_free)
-        rows.append(
-            {
-                "batch": b,
-                "base_cfg_clips_per_s": guided,
-                "distilled_clips_per_s": free,
-                "speedup": free / guided,
-                "lm_speedup": lm_guided / lm_free,  # token sampling alone (what guidance doubles)
-                "decode_share": dec_free / (lm_free + dec_free),  # of the CFG-free time
-            }
-        )
-        row = rows[-1]
+        row = {
+            "batch": b,
+            "base_cfg_clips_per_s": guided,
+            "distilled_clips_per_s": free,
+            "speedup": free / guided,
+            "lm_speedup": lm_guided / lm_free,  # token sampling alone (what guidance doubles)
+            "decode_share": dec_free / (lm_free + dec_free),  # of the CFG-free time
+        }
+        rows.append(row)
         log(
             f"batch {b:>3}: base + CFG {guided:.3f} clips/s, CFG-free {free:.3f} clips/s -> {row['speedup']:.2f}x "
             f"(sampling codes alone {row['lm_speedup']:.2f}x; decoding is {100 * row['decode_share']:.0f} % "
