@@ -15,7 +15,7 @@ A registry file (YAML or JSON) lists the models::
         name: Quality <-> diversity
         merge: {a: base, b: distilled, init: 0.5}   # LM weights (1 - lam) * a + lam * b
 
-A merge entry interpolates the audio-LM weights of two models on the fly (``musicrl.merge.lerp``,
+A merge entry interpolates the audio-LM weights of two models on the fly (``models.merge.lerp``,
 ALGORITHMS §2); ``a``/``b`` are ids of other entries or model paths. Only the LM is interpolated,
 so both must share the text conditioner and codec (models finetuned from one base do). The
 quality<->diversity slider picks lam; interpolated models are cached per lam rounded to 0.05.
@@ -189,7 +189,7 @@ class ModelRegistry:
             return gen
 
     def _interpolate(self, entry: RegistryEntry, lam: float) -> MusicGenerator:
-        from musicrl.merge import lerp
+        from models.merge import lerp
 
         assert entry.merge is not None
         gen_a = self._load_source(self._source(entry.merge.a))

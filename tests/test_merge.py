@@ -1,11 +1,11 @@
-"""Hand-computed checks of musicrl.merge."""
+"""Hand-computed checks of models.merge."""
 
 import math
 
 import pytest
 import torch
 
-from musicrl.merge import average, lerp, liti, slerp_task_vectors
+from models.merge import average, lerp, liti, slerp_task_vectors
 
 
 def _sd(w, step=3):

@@ -2,7 +2,7 @@
 
 Methods (ALGORITHMS §2, §5): ``lerp`` (1 - lam) A + lam B; ``slerp`` per-tensor SLERP of the task
 vectors A - INIT and B - INIT (needs --init); with --init and --eta, LITI moves the result toward INIT:
-(1 - eta) INIT + eta merged. The app's quality/diversity slider calls the same ``musicrl.merge`` functions.
+(1 - eta) INIT + eta merged. The app's quality/diversity slider calls the same ``models.merge`` functions.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def merge_states(
     a: dict, b: dict, lam: float, method: str = "lerp", init: dict | None = None, eta: float | None = None
 ) -> dict:
     """The merged LM state dict; shapes and keys validated (ValueError names the first mismatch)."""
-    from musicrl.merge import lerp, liti, slerp_task_vectors
+    from models.merge import lerp, liti, slerp_task_vectors
 
     if method == "slerp":
         if init is None:
