@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from models.errors import InputError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``data`` and its ``build`` subcommand to the top-level parser."""
@@ -14,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = data_sub.add_parser(
         "build",
         help="compose and render a captioned music corpus",
-        description="Compose music procedurally (14 styles), render it from MIDI with FluidSynth and a "
+        description="Compose music procedurally (14 styles), render it from MIDI with a SoundFont synthesiser and a "
         "General MIDI soundfont, and write DIR/audio/*.wav, DIR/manifest.jsonl and "
         "DIR/corpus.json. Deterministic by seed; an interrupted build resumes when rerun "
         "with the same parameters.",
@@ -38,20 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    """Build the corpus; a missing libfluidsynth is reported like any user-fixable error."""
+    """Build the corpus (bad parameters raise InputError: one line, exit code 2)."""
     from musicrl.corpus.build import build_corpus
-    from musicrl.corpus.render import FluidSynthMissing
 
-    try:
-        build_corpus(
-            args.out,
-            num_clips=args.num_clips,
-            seed=args.seed,
-            duration=args.duration,
-            sample_rate=args.sample_rate,
-            workers=args.workers,
-            progress=not args.no_progress,
-        )
-    except FluidSynthMissing as err:
-        raise InputError(str(err)) from None
+    build_corpus(
+        args.out,
+        num_clips=args.num_clips,
+        seed=args.seed,
+        duration=args.duration,
+        sample_rate=args.sample_rate,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
     return 0

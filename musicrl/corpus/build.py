@@ -38,14 +38,15 @@ from musicrl.corpus.captions import make_caption
 from musicrl.corpus.compose import Composition, compose, draw_composition, programs_of
 from musicrl.corpus.render import (
     SUPPORTED_SAMPLE_RATES,
-    fluidsynth_version,
     render_midi,
+    renderer_version,
     soundfont_path,
     to_pcm16,
 )
 
-# Bump when composition, rendering or captioning changes what a (seed, k) clip is: an old
-# directory then refuses to resume instead of mixing two generators.
+# Bump when composition or captioning changes what a (seed, k) clip is: an old directory then
+# refuses to resume instead of mixing two generators. (The synthesiser and its version are
+# recorded beside it, so a directory rendered by another one refuses too.)
 CORPUS_VERSION = 1
 MAX_DURATION_S = 60.0
 SPLIT_FRACTIONS = (("train", 0.90), ("valid", 0.05), ("test", 0.05))
@@ -160,8 +161,8 @@ def _render_task(task: tuple[ClipPlan, str, float, int]) -> dict:
 def _check_parameters(
     out_dir: Path, num_clips: object, seed: object, duration: object, sample_rate: object, workers: object
 ) -> dict:
-    """Validate everything before anything is written; return the parameters to record.
-    Raises FluidSynthMissing here too (the synth's version is one of the parameters)."""
+    """Validate everything before anything is written; return the parameters to record (the
+    synthesiser's name and version among them: another version may render other bytes)."""
     if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
         raise InputError(f"--num-clips must be a whole number >= 1, got {num_clips!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
@@ -189,7 +190,7 @@ def _check_parameters(
         "duration": float(duration),
         "sample_rate": sample_rate,
         "soundfont": soundfont_path().name,
-        "fluidsynth": fluidsynth_version(),  # another synth version may render other bytes
+        "renderer": renderer_version(),
     }
     info = out_dir / "corpus.json"
     if info.is_file():
@@ -256,7 +257,7 @@ def build_corpus(
     """Build (or resume) a corpus of ``num_clips`` clips in ``out_dir``; return the manifest path.
 
     Raises InputError for bad parameters or a directory holding a different corpus (before
-    writing anything), FluidSynthMissing (a RuntimeError) if libfluidsynth is not installed.
+    writing anything).
     """
     out_dir = Path(out_dir)
     params = _check_parameters(out_dir, num_clips, seed, duration, sample_rate, workers)  # writes nothing
