@@ -4,7 +4,7 @@
     judges.predict(wav)             # {"style": ["jazz", ...], "tempo_band": [...], ...}
     judges.accuracy(wav, records)   # {"style": 0.83, ...} against manifest-style records
 
-One model: a log-mel + chroma conv trunk (``models.embedder.ConvTower`` architecture, its own
+One model: a log-mel + chroma conv trunk (``models.audio_tower.ConvTower`` architecture, its own
 weights trained from scratch on the corpus labels; it shares no weights with any reward model)
 and one linear head per attribute. Two cheap hand features join the trunk's pooled output:
 
@@ -32,19 +32,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.embedder import (
-    ConvTower,
-    FrontendConfig,
-    LogMelFrontend,
-    TowerConfig,
-    as_wav_batch,
-    config_from_dict,
-    load_module_files,
-    save_module,
-    split_segments,
-)
+from models.audio_tower import ConvTower, FrontendConfig, LogMelFrontend, TowerConfig, segment_batch
+from models.module_io import config_from_dict, load_module, save_module
 
 ATTRIBUTES: tuple[str, ...] = ("style", "tempo_band", "mode", "lead_instrument", "drums")
+
+
+@dataclass
+class AttributeJudgement:
+    """What the judges hear in B clips: ``matches`` per clip {attribute: predicted == the stated label}
+    (only the attributes stated for that clip); ``profiles`` [B, C] every attribute's label
+    probabilities, concatenated in sorted attribute order (the space of ``attribute_diversity``)."""
+
+    matches: list[dict[str, bool]]
+    profiles: torch.Tensor
 
 # Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
 KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
@@ -144,20 +145,20 @@ class Judges(nn.Module):
             raise ValueError("hand features need the chroma channels (frontend.chroma = true)")
         return torch.cat([tempo, key_profile_correlations(log_feats[:, fcfg.n_mels :])], -1)
 
-    def logits_from_log_features(self, log_feats: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, log_feats: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw log features [B, C, T] -> {attr: logits [B, n_labels]} (the training path)."""
         h = self.tower(self.frontend.normalise(log_feats))
         if self.cfg.hand_features:
             h = torch.cat([h, self.hand(self.hand_features(log_feats))], -1)
         return {attr: head(h) for attr, head in self.heads.items()}
 
+    logits_from_log_features = forward
+
     @torch.no_grad()
     def log_probs(self, wav: torch.Tensor) -> dict[str, torch.Tensor]:
         """wav [B, S] -> {attr: [B, n_labels]}: segment log-probabilities averaged, renormalised."""
-        wav = as_wav_batch(wav, self.device)
-        segs = split_segments(wav, int(self.cfg.segment_s * self.sample_rate))
-        b, n, s = segs.shape
-        logits = self.logits_from_log_features(self.frontend.log_features(segs.reshape(b * n, s)))
+        windows, (b, n) = segment_batch(wav, self.cfg.segment_s, self.sample_rate, self.device)
+        logits = self.logits_from_log_features(self.frontend.log_features(windows))
         return {a: torch.log_softmax(torch.log_softmax(x, -1).reshape(b, n, -1).mean(1), -1) for a, x in logits.items()}
 
     @torch.no_grad()
@@ -169,6 +170,16 @@ class Judges(nn.Module):
     def labels_of(self, probs: dict[str, torch.Tensor]) -> dict[str, list[str]]:
         """{attr: [B, n_labels]} -> {attr: B most probable labels}."""
         return {a: [self.cfg.labels[a][j] for j in p.argmax(-1).tolist()] for a, p in probs.items()}
+
+    def judge(self, wav: torch.Tensor, stated: list[dict[str, str]], batch_size: int = 16) -> AttributeJudgement:
+        """wav [B, S] and the attributes stated for each clip (B dicts, labels as ``label_of`` spells
+        them) -> which of them the judges hear, and the clips' probability profiles."""
+        if len(stated) != len(wav):
+            raise ValueError(f"{len(stated)} attribute sets for {len(wav)} clips")
+        probs = self.probabilities(wav, batch_size)
+        predicted = self.labels_of(probs)
+        matches = [{a: predicted[a][i] == str(v) for a, v in s.items() if a in predicted} for i, s in enumerate(stated)]
+        return AttributeJudgement(matches, torch.cat([probs[a] for a in sorted(probs)], dim=-1))
 
     def predict(self, wav: torch.Tensor, batch_size: int = 16) -> dict[str, list[str]]:
         """wav [B, S] -> {attr: B predicted labels}."""
@@ -186,13 +197,13 @@ class Judges(nn.Module):
             if all(attr in r for r in records)
         }
 
-    def save(self, path: str | Path, extra: dict | None = None) -> Path:
-        return save_module(self, self.cfg, path, "judges", extra)
+    def save(self, path: str | Path, lineage: dict | None = None) -> Path:
+        return save_module(self, path, "judges", self.cfg, lineage)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Judges:
-        meta, state = load_module_files(path, "judges")
-        model = cls(config_from_dict(JudgesConfig, meta["config"]))
+        header, state = load_module(path, "judges")
+        model = cls(config_from_dict(JudgesConfig, header.config))
         model.load_state_dict(state)
         return model.to(device).eval()
 

@@ -1,9 +1,12 @@
 """Evaluate generators on a prompt set: text adherence, quality, diversity, FAD, judge accuracy, cost.
 
 One row per generated clip and one summary per (model, guidance) go to JSONL; reports and plots only
-read those. The metrics are the reward functions' own arithmetic (``evaluation.reward_math``), so a
-reward optimised in RL is exactly the number reported here. Confidence intervals are 95 % bootstrap
-intervals over prompts (the unit that was sampled).
+read those. Confidence intervals are 95 % bootstrap intervals over prompts (the unit that was sampled).
+
+This module scores nothing by itself: the per-clip metrics are handed in (``Scorers``) as callables
+with the reward signature ``(captions [N], audio [N, S]) -> [N]``. ``musicrl eval`` hands in the RL
+reward objects of ``musicrl.rewards`` (evaluation may not import musicrl), so a reward optimised in RL
+is exactly the number reported here.
 """
 
 from __future__ import annotations
@@ -11,14 +14,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from evaluation.fad import fad
+from evaluation.judges import AttributeJudgement
 from evaluation.reward_math import mean_pairwise_diversity
 from models.generator import MusicGenerator
 from models.sampling import SamplingParams
+
+ClipMetric = Callable[[list[str], torch.Tensor], torch.Tensor]  # (captions [N], audio [N, S]) -> [N]
 
 
 @dataclass
@@ -29,14 +36,34 @@ class EvalPrompt:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
+class DiversityMetric(Protocol):
+    """Per-clip dissimilarity to its siblings (``musicrl.rewards.Diversity``): rows prompt-major, G per
+    prompt; ``embed`` also gives the embeddings FAD compares with the reference."""
+
+    samples_per_prompt: int
+
+    def embed(self, audio: torch.Tensor) -> torch.Tensor: ...  # [N, S] -> [N, D]
+
+    def from_embeddings(self, captions: list[str], embeddings: torch.Tensor) -> torch.Tensor: ...  # -> [N]
+
+
+class AttributeMetric(Protocol):
+    """The judges against each prompt's stated attributes (``musicrl.rewards.AttributeMatch``)."""
+
+    def judge(self, captions: list[str], audio: torch.Tensor) -> AttributeJudgement: ...
+
+
 @dataclass
 class Scorers:
-    """Any may be None (that metric is then skipped). ``reference`` [M, D]: embedder embeddings of
-    real clips, for FAD."""
+    """What clips are scored with; anything None or absent is skipped.
 
-    embedder: object | None = None
-    quality: object | None = None
-    judges: object | None = None
+    per_clip: name -> metric, reported per clip and as a mean over prompts (e.g. "adherence",
+    "quality"); diversity: needs G >= 2; attributes: judge accuracy per attribute and attribute
+    diversity; reference [M, D]: ``diversity.embed`` of real clips, for FAD."""
+
+    per_clip: dict[str, ClipMetric] = field(default_factory=dict)
+    diversity: DiversityMetric | None = None
+    attributes: AttributeMetric | None = None
     reference: torch.Tensor | None = None
 
 
@@ -79,36 +106,26 @@ def paired_ratio_ci(
     return float(a.mean() / b.mean()), (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
 
 
-def judge_outputs(
-    judges, audio: torch.Tensor, prompts: list[EvalPrompt], batch_size: int = 16
-) -> tuple[list[dict[str, bool]], torch.Tensor | None]:
-    """Per clip: attribute -> whether the judges hear what the prompt asked for; and the clips'
-    attribute profiles [N, C] (every attribute's label probabilities, concatenated), the independent
-    space in which ``attribute_diversity`` compares siblings."""
-    if judges is None:
-        return [{} for _ in prompts], None
-    probs = judges.probabilities(audio, batch_size)
-    predicted = judges.labels_of(probs)
-    rows = [
-        {a: predicted[a][i] == str(v) for a, v in p.attributes.items() if a in predicted} for i, p in enumerate(prompts)
-    ]
-    return rows, torch.cat([probs[a] for a in sorted(probs)], dim=-1)
-
-
-def score_clips(scorers: Scorers, audio: torch.Tensor, prompts: list[EvalPrompt]) -> dict:
-    """audio [N, S] at the scorers' sample rate; prompts one per clip."""
-    out: dict = {}
-    out["judges"], profile = judge_outputs(scorers.judges, audio, prompts)
-    if profile is not None:
-        out["profile"] = profile
-    if scorers.embedder is not None:
-        emb = scorers.embedder.embed_audio(audio)
-        text = scorers.embedder.embed_text([p.caption for p in prompts])
-        out["embedding"] = emb.cpu()
-        out["adherence"] = torch.nn.functional.cosine_similarity(emb, text.to(emb), dim=-1).cpu()
-    if scorers.quality is not None:
-        out["quality"] = scorers.quality.score(audio).cpu()
+def score_clips(scorers: Scorers, audio: torch.Tensor, captions: list[str], group: int) -> dict:
+    """audio [N, S] at the scorers' sample rate, captions one per clip, rows prompt-major in groups of
+    ``group``. Returns per-clip tensors [N] by metric name, "embedding" [N, D], "judges" (one dict per
+    clip) and "profile" [N, C] where the scorers give them."""
+    out: dict = {name: fn(captions, audio).cpu() for name, fn in scorers.per_clip.items()}
+    if scorers.diversity is not None:
+        out["embedding"] = scorers.diversity.embed(audio).cpu()
+        if group >= 2:
+            out["diversity"] = scorers.diversity.from_embeddings(captions, out["embedding"]).cpu()
+    if scorers.attributes is not None:
+        judgement = scorers.attributes.judge(captions, audio)
+        out["judges"], out["profile"] = judgement.matches, judgement.profiles.cpu()
+    else:
+        out["judges"] = [{} for _ in captions]
     return out
+
+
+def _clip_values(scores: dict) -> list[str]:
+    """Names of the per-clip [N] values in ``score_clips`` output (what rows and summaries report)."""
+    return [k for k in scores if k not in ("embedding", "judges", "profile")]
 
 
 def summarise(
@@ -120,8 +137,10 @@ def summarise(
     scorers: Scorers,
     extra: dict,
     profiles: torch.Tensor | None = None,
+    values: tuple[str, ...] = ("adherence", "quality", "diversity"),
 ) -> dict:
-    """Means with bootstrap CIs over prompts, diversity, FAD and judge accuracy for one model setting."""
+    """Means with bootstrap CIs over prompts of the per-clip ``values`` (a prompt's diversity is the mean
+    of its clips' sibling dissimilarities), attribute diversity, FAD and judge accuracy for one setting."""
     summary: dict = {"model": label, **extra, "clips": len(rows), "prompts": num_prompts, "samples_per_prompt": group}
     by_prompt = lambda key: np.array(
         [
@@ -130,11 +149,9 @@ def summarise(
         ]
     )
     prompt_values = {}
-    for key in ("adherence", "quality"):
+    for key in values:
         if rows and key in rows[0]:
             prompt_values[key] = by_prompt(key)
-    if embeddings is not None and group >= 2:
-        prompt_values["diversity"] = mean_pairwise_diversity(embeddings.view(num_prompts, group, -1)).numpy()
     if profiles is not None and group >= 2:  # the same arithmetic in the judges' attribute space
         prompt_values["attribute_diversity"] = mean_pairwise_diversity(profiles.view(num_prompts, group, -1)).numpy()
     for key, vals in prompt_values.items():
@@ -183,7 +200,7 @@ def evaluate_model(
     """
     gen, g = spec.generator, samples_per_prompt
     params = SamplingParams(cfg=spec.cfg, temperature=spec.temperature, top_k=spec.top_k)
-    rows, embeddings, profiles, gen_seconds = [], [], [], 0.0
+    rows, embeddings, profiles, gen_seconds, values = [], [], [], 0.0, ()
     frames = gen.num_frames(duration)
     for start in range(0, len(prompts), prompts_per_batch):
         batch = prompts[start : start + prompts_per_batch]
@@ -193,7 +210,8 @@ def evaluate_model(
         gen_seconds += time.perf_counter() - t
         audio = out.audio[:, 0]
         clip_prompts = [p for p in batch for _ in range(g)]
-        scores = score_clips(scorers, audio, clip_prompts)
+        scores = score_clips(scorers, audio, [p.caption for p in clip_prompts], g)
+        values = tuple(_clip_values(scores))
         for n in range(audio.shape[0]):
             row = {
                 "model": spec.label,
@@ -205,9 +223,8 @@ def evaluate_model(
                 "seed": seeds[n],
                 "judge_correct": scores["judges"][n],
             }
-            for key in ("adherence", "quality"):
-                if key in scores:
-                    row[key] = float(scores[key][n])
+            for key in values:
+                row[key] = float(scores[key][n])
             rows.append(row)
             if on_clip is not None:
                 on_clip(row, audio[n])
@@ -217,7 +234,9 @@ def evaluate_model(
             profiles.append(scores["profile"])
     emb = torch.cat(embeddings) if embeddings else None
     prof = torch.cat(profiles) if profiles else None
-    summary = summarise(spec.label, rows, emb, len(prompts), g, scorers, {**spec.extra, "cfg": spec.cfg}, prof)
+    summary = summarise(
+        spec.label, rows, emb, len(prompts), g, scorers, {**spec.extra, "cfg": spec.cfg}, prof, values
+    )
     steps = frames + gen.lm.cfg.num_codebooks - 1
     summary["seconds_per_clip"] = gen_seconds / max(1, len(rows))
     summary["forward_passes_per_clip"] = steps * (2 if params.uses_cfg else 1)
@@ -227,12 +246,11 @@ def evaluate_model(
 
 def evaluate_real(audio: torch.Tensor, prompts: list[EvalPrompt], scorers: Scorers, label: str = "real clips") -> dict:
     """The same metrics on real corpus clips (one per prompt): the ceiling the judges can reach."""
-    scores = score_clips(scorers, audio, prompts)
+    scores = score_clips(scorers, audio, [p.caption for p in prompts], 1)
+    values = tuple(_clip_values(scores))
     rows = []
     for n, p in enumerate(prompts):
         row = {"model": label, "prompt_index": n, "caption": p.caption, "judge_correct": scores["judges"][n]}
-        for key in ("adherence", "quality"):
-            if key in scores:
-                row[key] = float(scores[key][n])
+        row.update({key: float(scores[key][n]) for key in values})
         rows.append(row)
-    return summarise(label, rows, None, len(prompts), 1, scorers, {})
+    return summarise(label, rows, None, len(prompts), 1, scorers, {}, values=values)

@@ -1,12 +1,16 @@
 """Self-describing checkpoints: a directory that rebuilds a ``MusicGenerator`` from itself alone.
 
-Layout (``musicrl`` format)::
+Layout: the ``models.module_io`` header with kind ``generator``::
 
-    musicrl.json        {"format": "musicrl", "version": 1, "lm": LMConfig, "conditioner": {...},
-                         "codec": {...}, "max_duration": s, "cfg_free": bool,
+    musicrl.json        {"format": "musicrl", "kind": "generator", "version": 2,
+                         "config": {"lm": LMConfig, "conditioner": {...}, "codec": {...},
+                                    "max_duration": s, "cfg_free": bool},
                          "lineage": {"parents": [...], "step": n, "recipe": "...", ...}}
     lm.safetensors      the audio LM
-    conditioner/ codec/ components that carry weights (safetensors; transformers' save_pretrained)
+    conditioner/ codec/ components that carry weights (safetensors: a spectral codec is itself a
+                        module_io directory; transformers' save_pretrained for T5 / EnCodec)
+
+Version-1 files (the same fields at the top level, as the shipped default has) load unchanged.
 
 Only safetensors are ever read; a directory with pickle weights is refused. A directory in the
 Hugging Face MusicGen layout loads through ``models.hf_musicgen``.
@@ -15,7 +19,6 @@ Hugging Face MusicGen layout loads through ``models.hf_musicgen``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -23,22 +26,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from models.codecs import EncodecCodec
 from models.conditioners import DebugConditioner, MiniLMConditioner, T5Conditioner
 from models.errors import InputError
 from models.generator import MusicGenerator
 from models.lm import AudioLM, LMConfig
+from models.module_io import FORMAT, read_header, read_tensors, write_header
 from models.spectral_codec import SpectralCodec
 
-FORMAT, VERSION = "musicrl", 1
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
-# Component (de)serialisers, keyed by the "type" in musicrl.json. Other modules register more
-# (the embedded spectral codec does) through ``register_codec`` / ``register_conditioner``.
+# Component (de)serialisers, keyed by the "type" of the component's description in musicrl.json.
 def _save_conditioner(cond, path: Path) -> dict:
     """Weights of conditioners that carry their own (debug table, a checkpoint's T5); packaged
     encoders (MiniLM) are stored by description only."""
@@ -53,7 +54,7 @@ def _save_conditioner(cond, path: Path) -> dict:
 
 def _load_debug_conditioner(desc: dict, path: Path):
     cond = DebugConditioner(dim=desc["dim"], buckets=desc["buckets"], max_tokens=desc["max_tokens"], seed=desc["seed"])
-    cond.table.copy_(_load_tensors(path / "conditioner.safetensors")["table"])
+    cond.table.copy_(read_tensors(path / "conditioner.safetensors")["table"])
     return cond
 
 
@@ -98,21 +99,6 @@ CODEC_LOADERS: dict[str, Callable[[dict, Path], object]] = {
 }
 
 
-def register_codec(kind: str, save: Callable, load: Callable) -> None:
-    CODEC_SAVERS[kind], CODEC_LOADERS[kind] = save, load
-
-
-def register_conditioner(kind: str, load: Callable) -> None:
-    CONDITIONER_LOADERS[kind] = load
-
-
-def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(file))
-    except (SafetensorError, OSError) as err:
-        raise InputError(f"cannot read {file}: {err}") from None
-
-
 def file_hash(file: Path) -> str:
     h = hashlib.sha256()
     with open(file, "rb") as fh:
@@ -142,17 +128,14 @@ def save_checkpoint(
         if codec_desc["type"] not in CODEC_SAVERS:
             raise ValueError(f"no saver for codec type {codec_desc['type']!r}")
         codec_desc = CODEC_SAVERS[codec_desc["type"]](gen.codec, tmp)
-        meta = {
-            "format": FORMAT,
-            "version": VERSION,
+        config = {
             "lm": gen.lm.cfg.to_dict(),
             "conditioner": _save_conditioner(gen.conditioner, tmp),
             "codec": codec_desc,
             "max_duration": gen.max_duration,
             "cfg_free": gen.cfg_free,
-            "lineage": {"parents": [], "step": 0, **(lineage or {})},
         }
-        (tmp / "musicrl.json").write_text(json.dumps(meta, indent=2))
+        write_header(tmp / "musicrl.json", "generator", config, {"parents": [], "step": 0, **(lineage or {})})
         for item in [tmp, *tmp.rglob("*")]:  # mkdtemp and safetensors create owner-only files
             item.chmod(0o755 if item.is_dir() else 0o644)
         if path.exists():
@@ -169,20 +152,11 @@ def save_checkpoint(
     return path
 
 
-def read_meta(path: Path) -> dict:
-    try:
-        meta = json.loads((path / "musicrl.json").read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}/musicrl.json is unreadable: {err}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"{path}/musicrl.json is not a musicrl checkpoint description")
-    return meta
-
-
 def load_checkpoint(path: str | Path) -> MusicGenerator:
     """Rebuild a ``MusicGenerator`` from a ``musicrl`` checkpoint directory."""
     path = Path(path)
-    meta = read_meta(path)
+    header = read_header(path / "musicrl.json", "generator")
+    meta = header.config
     if not (path / "lm.safetensors").is_file():
         pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
         if pickles:
@@ -196,7 +170,7 @@ def load_checkpoint(path: str | Path) -> MusicGenerator:
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{path}/musicrl.json is malformed: {err!r}") from None
     lm = AudioLM(cfg)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in _load_tensors(path / "lm.safetensors").items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in read_tensors(path / "lm.safetensors").items()}
     try:
         lm.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -210,5 +184,5 @@ def load_checkpoint(path: str | Path) -> MusicGenerator:
         checkpoint_hash=file_hash(path / "lm.safetensors"),
         max_duration=float(meta.get("max_duration", 30.0)),
         cfg_free=bool(meta.get("cfg_free", False)),
-        meta={"format": FORMAT, "lineage": meta.get("lineage", {})},
+        meta={"format": FORMAT, "lineage": header.lineage},
     )

@@ -52,7 +52,8 @@ WORDS = (
 
 def tiny_embedder_config(sample_rate: int = 16000):
     """A text/audio embedder small enough for tests (untrained; debug text encoder)."""
-    from models.embedder import EmbedderConfig, FrontendConfig, TowerConfig
+    from models.audio_tower import FrontendConfig, TowerConfig
+    from models.embedder import EmbedderConfig
 
     return EmbedderConfig(
         frontend=FrontendConfig(sample_rate=sample_rate, n_mels=16),

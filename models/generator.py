@@ -23,12 +23,14 @@ MAX_PROMPT_CHARS = 1000
 
 @dataclass
 class CodesOutput:
-    """codes [N, K, T]; logprobs [N, K, T] (None unless asked); prompts and seeds per row (N = B * G)."""
+    """codes [N, K, T]; logprobs [N, K, T] (None unless asked); prompts and seeds per row (N = B * G);
+    text: the N rows' conditioning the codes were sampled under (what rollouts score them with)."""
 
     codes: torch.Tensor
     logprobs: torch.Tensor | None
     prompts: list[str]
     seeds: list[int]
+    text: TextStates | None = None
 
 
 @dataclass
@@ -160,13 +162,9 @@ class MusicGenerator:
         if len(seeds) != len(rows):
             raise InputError(f"{len(seeds)} seeds for {len(rows)} samples")
         frames = self.num_frames(duration)
-        text = self.encode_text(prompts)
-        if samples_per_prompt > 1:
-            text = TextStates(
-                text.states.repeat_interleave(samples_per_prompt, 0), text.mask.repeat_interleave(samples_per_prompt, 0)
-            )
+        text = self.encode_text(prompts).repeat_rows(samples_per_prompt)
         codes, logprobs = sample_codes(self.lm, text, frames, params, list(seeds), return_logprobs, on_step)
-        return CodesOutput(codes, logprobs, rows, list(seeds))
+        return CodesOutput(codes, logprobs, rows, list(seeds), text)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

@@ -79,6 +79,14 @@ class TextStates:
         if self.states.dim() != 3 or self.mask.shape != self.states.shape[:2]:
             raise ValueError(f"text states {tuple(self.states.shape)} / mask {tuple(self.mask.shape)} mismatch")
 
+    def null(self) -> TextStates:
+        """The same rows as the null condition (every mask False): CFG's unconditional branch."""
+        return TextStates(self.states, torch.zeros_like(self.mask))
+
+    def repeat_rows(self, g: int) -> TextStates:
+        """Each row g times in a row: [B, ...] -> [B * g, ...] (prompt-major, as generations are laid out)."""
+        return self if g == 1 else TextStates(self.states.repeat_interleave(g, 0), self.mask.repeat_interleave(g, 0))
+
 
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, dropout: float):

@@ -3,7 +3,7 @@
     q = QualityModel.load("runs/quality/model")
     q.score(wav)        # [B] in [0, 1]; 1 = sounds like a clean corpus clip
 
-A log-mel (+ chroma, + a short-window 16 ms log-mel) conv net (``models.embedder.ConvTower``,
+A log-mel (+ chroma, + a short-window 16 ms log-mel) conv net (``models.audio_tower.ConvTower``,
 its own weights) with a logistic head, trained as a binary classifier: positives are corpus clips,
 negatives are the same clips passed through one of the ``DEGRADATIONS`` below (and, optionally,
 WAVs of generated audio given to the recipe). It stands in for MusicRL's MOS predictor (it gives a
@@ -39,17 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.embedder import (
-    ConvTower,
-    FrontendConfig,
-    LogMelFrontend,
-    TowerConfig,
-    as_wav_batch,
-    config_from_dict,
-    load_module_files,
-    save_module,
-    split_segments,
-)
+from models.audio_tower import ConvTower, FrontendConfig, LogMelFrontend, TowerConfig, segment_batch
+from models.module_io import config_from_dict, load_module, save_module
 
 DEGRADATIONS: tuple[str, ...] = (
     "noise",
@@ -236,29 +227,29 @@ class QualityModel(nn.Module):
     def sample_rate(self) -> int:
         return self.cfg.frontend.sample_rate
 
-    def logits_from_features(self, feats: torch.Tensor) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
         """Normalised front-end features [B, C, T] -> logits [B] (the training path)."""
         return self.head(self.tower(feats))[:, 0]
+
+    logits_from_features = forward
 
     @torch.no_grad()
     def segment_scores(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [B, S] -> [B, N] probabilities, one per ``segment_s`` window."""
-        wav = as_wav_batch(wav, self.device)
-        segs = split_segments(wav, int(self.cfg.segment_s * self.sample_rate))
-        b, n, s = segs.shape
-        return torch.sigmoid(self.logits_from_features(self.frontend(segs.reshape(b * n, s)))).reshape(b, n)
+        windows, (b, n) = segment_batch(wav, self.cfg.segment_s, self.sample_rate, self.device)
+        return torch.sigmoid(self(self.frontend(windows))).reshape(b, n)
 
     @torch.no_grad()
     def score(self, wav: torch.Tensor) -> torch.Tensor:
         """wav [B, S] -> [B] in [0, 1]: mean of the segment probabilities."""
         return self.segment_scores(wav).mean(1)
 
-    def save(self, path: str | Path, extra: dict | None = None) -> Path:
-        return save_module(self, self.cfg, path, "quality", extra)
+    def save(self, path: str | Path, lineage: dict | None = None) -> Path:
+        return save_module(self, path, "quality", self.cfg, lineage)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> QualityModel:
-        meta, state = load_module_files(path, "quality")
-        model = cls(config_from_dict(QualityConfig, meta["config"]))
+        header, state = load_module(path, "quality")
+        model = cls(config_from_dict(QualityConfig, header.config))
         model.load_state_dict(state)
         return model.to(device).eval()

@@ -11,16 +11,15 @@ It implements the ``models.codecs.Codec`` protocol (wav [B, 1, S] <-> codes [B, 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from models.audio_features import griffin_lim, stft_magnitude
+from models.module_io import Header, load_module, save_module
 from models.quantizer import QuantizerOutput, ResidualVQ
 
 LOG_EPS = 1e-5
@@ -134,18 +133,17 @@ class SpectralCodec(nn.Module):
         return {"type": "spectral", **asdict(self.cfg)}
 
     # --- files ------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path / "codec.safetensors"))
-        (path / "codec.json").write_text(json.dumps(asdict(self.cfg), indent=2))
+    def save(self, path: str | Path, lineage: dict | None = None) -> Path:
+        """``path/codec.safetensors`` + ``path/codec.json`` (``models.module_io``, kind ``spectral-codec``)."""
+        return save_module(self, path, "spectral-codec", self.cfg, lineage, stem="codec")
 
     @classmethod
     def load(cls, path: str | Path) -> SpectralCodec:
-        path = Path(path)
-        codec = cls(SpectralCodecConfig(**json.loads((path / "codec.json").read_text())))
-        state = {
-            k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path / "codec.safetensors")).items()
-        }
-        codec.load_state_dict(state)
-        return codec.eval()
+        return cls.load_with_header(path)[0]
+
+    @classmethod
+    def load_with_header(cls, path: str | Path) -> tuple[SpectralCodec, Header]:
+        header, state = load_module(path, "spectral-codec", stem="codec")
+        codec = cls(SpectralCodecConfig(**header.config))
+        codec.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        return codec.eval(), header

@@ -52,8 +52,9 @@ def test_corrupt_weights_and_config(debug_gen, tmp_path):
 def test_mismatched_config_is_refused(debug_gen, tmp_path):
     path = save_checkpoint(debug_gen, tmp_path / "c")
     meta = json.loads((path / "musicrl.json").read_text())
-    meta["lm"]["dim"] = 64
-    meta["lm"]["ffn_dim"] = 128
+    assert meta["format"] == "musicrl" and meta["kind"] == "generator" and meta["version"] == 2
+    meta["config"]["lm"]["dim"] = 64
+    meta["config"]["lm"]["ffn_dim"] = 128
     (path / "musicrl.json").write_text(json.dumps(meta))
     with pytest.raises(InputError, match="does not match"):
         load_checkpoint(path)

@@ -9,14 +9,11 @@ import pytest
 import torch
 
 from evaluation.reward_math import cosine_adherence
+from models.audio_tower import segment_starts, split_segments
 from models.debug import tiny_embedder_config
-from models.embedder import (
-    EmbedderConfig,
-    TextAudioEmbedder,
-    info_nce_loss,
-    segment_starts,
-    split_segments,
-)
+from models.embedder import EmbedderConfig, TextAudioEmbedder
+from musicrl.losses import info_nce_loss
+from musicrl.rewards import TextAdherence
 
 SR = 16000
 
@@ -70,7 +67,7 @@ def test_gain_adds_a_constant_to_log_features():
     assert torch.allclose(b - a, torch.full_like(a, 2 * math.log(2)), atol=1e-3)
 
 
-def test_shapes_norms_and_score_equals_segment_mean_cosine():
+def test_shapes_norms_and_adherence_equals_segment_mean_cosine():
     torch.manual_seed(0)
     model = TextAudioEmbedder(tiny_config()).eval()
     wav = torch.randn(3, int(2.5 * SR)) * 0.1
@@ -81,9 +78,10 @@ def test_shapes_norms_and_score_equals_segment_mean_cosine():
     assert torch.allclose(text.norm(dim=-1), torch.ones(3), atol=1e-5)
     segs = model.embed_audio_segments(wav)
     assert segs.shape == (3, 3, 8)  # 2.5 s in 1 s windows -> 3 windows
-    score = model.score(prompts, wav)
+    score = TextAdherence(model)(prompts, wav)
     assert score.shape == (3,) and bool((score.abs() <= 1 + 1e-5).all())
-    assert torch.allclose(score, cosine_adherence(text, segs), atol=1e-5)
+    by_hand = torch.stack([(segs[:, i] * text).sum(-1) for i in range(3)], 1).mean(1)  # unit vectors: dot = cos
+    assert torch.allclose(score, by_hand, atol=1e-5) and torch.equal(score, cosine_adherence(text, segs))
     with pytest.raises(ValueError):
         model.embed_audio(torch.zeros(SR))  # [S] is not a batch
 
@@ -102,7 +100,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_retrieval_metrics_hand_values():
-    from musicrl.recipes.embedder import retrieval_metrics
+    from evaluation.scorer_metrics import retrieval_metrics
 
     e = torch.eye(3)
     records = [{"style": s} for s in ("jazz", "rock", "jazz")]

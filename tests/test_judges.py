@@ -17,7 +17,7 @@ from evaluation.judges import (
     label_of,
     onset_autocorrelation,
 )
-from models.embedder import FrontendConfig, LogMelFrontend, TowerConfig
+from models.audio_tower import FrontendConfig, LogMelFrontend, TowerConfig
 
 SR = 16000
 LABELS = {"style": ["jazz", "rock", "techno"], "mode": ["major", "minor"], "drums": ["False", "True"]}
@@ -137,14 +137,14 @@ def test_recipe_smoke_run_and_resume(corpus, tmp_path, capsys):
     assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
 
-def test_judge_outputs_give_correctness_and_a_probability_profile_per_clip():
+def test_judge_gives_correctness_and_a_probability_profile_per_clip():
     from evaluation.reward_math import mean_pairwise_diversity
-    from evaluation.suite import EvalPrompt, judge_outputs
 
     judges = Judges(tiny_config()).eval()
     wav = torch.randn(4, SR, generator=torch.Generator().manual_seed(0)) * 0.1
-    prompts = [EvalPrompt("a", {"style": "rock"}), EvalPrompt("b"), EvalPrompt("c", {"style": "jazz"}), EvalPrompt("d")]
-    rows, profile = judge_outputs(judges, wav, prompts, batch_size=3)  # two batches
+    stated = [{"style": "rock"}, {}, {"style": "jazz"}, {}]
+    judgement = judges.judge(wav, stated, batch_size=3)  # two batches
+    rows, profile = judgement.matches, judgement.profiles
     predicted = judges.predict(wav)
     assert rows[0] == {"style": predicted["style"][0] == "rock"} and rows[1] == {}
     assert profile.shape == (4, sum(len(v) for v in LABELS.values()))

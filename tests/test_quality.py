@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from models.audio_features import stft_magnitude
-from models.embedder import FrontendConfig, TowerConfig
+from models.audio_tower import FrontendConfig, TowerConfig
 from models.quality import DEGRADATIONS, QualityConfig, QualityModel, degrade
 
 SR = 16000
@@ -109,7 +109,7 @@ def test_mix_needs_another_clip_and_unknown_kinds_fail():
 
 def test_roc_auc_hand_values():
     """pos {0.9, 0.8} vs neg {0.1, 0.85}: 3 of 4 pairs ranked right -> 0.75; a tie counts 1/2."""
-    from musicrl.recipes.quality import roc_auc
+    from evaluation.scorer_metrics import roc_auc
 
     assert roc_auc(np.array([0.9, 0.8]), np.array([0.1, 0.85])) == pytest.approx(0.75)
     assert roc_auc(np.array([0.5]), np.array([0.5])) == pytest.approx(0.5)

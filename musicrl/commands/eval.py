@@ -131,8 +131,9 @@ def load_prompts(spec: str):
     return prompts, None, None
 
 
-def load_scorers(args: argparse.Namespace, sample_rate: int):
-    from evaluation.suite import Scorers
+def load_scorer_models(args: argparse.Namespace, sample_rate: int) -> dict:
+    """The embedder, quality model and judges to score with (the shipped ones unless given); one whose
+    sample rate differs from the models' is refused when given, skipped with a note when shipped."""
     from models.registry import ASSETS_DIR
 
     def pick(given: Path | None, name: str) -> Path | None:
@@ -143,22 +144,21 @@ def load_scorers(args: argparse.Namespace, sample_rate: int):
         default = ASSETS_DIR / name
         return default if default.is_dir() else None
 
-    scorers = Scorers()
+    models: dict = {}
     if path := pick(args.embedder, "embedder"):
         from models.embedder import TextAudioEmbedder
 
-        scorers.embedder = TextAudioEmbedder.load(path)
+        models["embedder"] = TextAudioEmbedder.load(path)
     if path := pick(args.quality, "quality"):
         from models.quality import QualityModel
 
-        scorers.quality = QualityModel.load(path)
+        models["quality"] = QualityModel.load(path)
     if path := pick(args.judges, "judges"):
         from evaluation.judges import Judges
 
-        scorers.judges = Judges.load(path)
-    for name in ("embedder", "quality", "judges"):
-        model = getattr(scorers, name)
-        if model is None or getattr(model, "sample_rate", sample_rate) == sample_rate:
+        models["judges"] = Judges.load(path)
+    for name, model in list(models.items()):
+        if model.sample_rate == sample_rate:
             continue
         if getattr(args, name) is not None:
             raise InputError(f"the {name} expects {model.sample_rate} Hz audio; the models generate {sample_rate} Hz")
@@ -167,7 +167,25 @@ def load_scorers(args: argparse.Namespace, sample_rate: int):
             f"{name} metrics skipped",
             file=sys.stderr,
         )
-        setattr(scorers, name, None)
+        del models[name]
+    return models
+
+
+def build_scorers(models: dict, samples_per_prompt: int, prompts: list):
+    """The RL rewards of ``musicrl.rewards`` as the evaluation's metrics (the numbers eval reports are
+    the rewards a recipe optimises): adherence and quality per clip, diversity among a prompt's
+    samples, and the judges against each prompt's stated attributes."""
+    from evaluation.suite import Scorers
+    from musicrl import rewards
+
+    scorers = Scorers()
+    if "embedder" in models:
+        scorers.per_clip["adherence"] = rewards.TextAdherence(models["embedder"])
+        scorers.diversity = rewards.Diversity(models["embedder"], samples_per_prompt)
+    if "quality" in models:
+        scorers.per_clip["quality"] = rewards.Quality(models["quality"])
+    if "judges" in models:
+        scorers.attributes = rewards.AttributeMatch(models["judges"], {p.caption: p.attributes for p in prompts})
     return scorers
 
 
@@ -265,19 +283,19 @@ def run(args: argparse.Namespace) -> int:
         gen.num_frames(args.duration)
         specs += [ModelSpec(label, gen, cfg=c, extra=lineage_extra(gen)) for c in args.cfg]
     sample_rate = specs[0].generator.sample_rate
-    scorers = load_scorers(args, sample_rate)
+    scorers = build_scorers(load_scorer_models(args, sample_rate), args.samples_per_prompt, prompts)
     summaries = []
-    if args.reference != "none" and (scorers.embedder is not None or scorers.judges is not None):
+    if args.reference != "none" and (scorers.diversity is not None or scorers.attributes is not None):
         ref_root, ref_split, ref_n = _corpus_spec(args.reference)
         ref_audio, _ = load_split_audio(ref_root, ref_split, sample_rate, ref_n)
-        if scorers.embedder is not None and ref_audio:
+        if scorers.diversity is not None and ref_audio:
             n = min(len(a) for a in ref_audio)
             scorers.reference = torch.cat(
                 [
-                    scorers.embedder.embed_audio(torch.stack([torch.from_numpy(a[:n]) for a in ref_audio[i : i + 32]]))
+                    scorers.diversity.embed(torch.stack([torch.from_numpy(a[:n]) for a in ref_audio[i : i + 32]]))
                     for i in range(0, len(ref_audio), 32)
                 ]
-            ).cpu()
+            )
         if records is not None:
             real, _ = load_split_audio(root, records[0]["split"], sample_rate, len(records))
             n = min(len(a) for a in real)
