@@ -14,7 +14,7 @@ Reduction conventions, used throughout:
 All divergences are computed in float32 (or float64 if the input is float64) from
 ``log_softmax``; logits must be finite.
 
-References: ALGORITHMS.md §2 (CFG distillation, Cideron et al. 2024, arXiv:2410.06084),
+References: ALGORITHMS.md §1 (LM teacher forcing), §2 (CFG distillation, Cideron et al. 2024, arXiv:2410.06084),
 §3 (MusicRL, arXiv:2402.04229), §4 (Bradley–Terry / WARM, arXiv:2401.12187).
 """
 
@@ -34,8 +34,10 @@ __all__ = [
     "ReinforceLossOutput",
     "bradley_terry_loss",
     "cfg_distillation_loss",
+    "info_nce_loss",
     "kl_regularised_reinforce_loss",
     "kl_to_reference",
+    "masked_cross_entropy",
     "masked_mean",
     "per_token_divergence",
     "policy_gradient_loss",
@@ -109,6 +111,38 @@ def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
         raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}")
     logp = F.log_softmax(logits.to(_compute_dtype(logits)), dim=-1)
     return logp.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
+
+
+# ----------------------------------------------------------------------------- supervised
+
+
+def masked_cross_entropy(logits: Tensor, targets: Tensor, valid: Tensor) -> Tensor:
+    """Teacher-forced LM loss: per-codebook mean NLL over the valid positions of the delay pattern.
+
+    logits [B, K, T, V]; targets [B, K, T] (padding positions may hold the special id V, they are
+    weighted 0); valid [K, T] bool (the same pattern for every row). Returns [K] nats. Uniform logits
+    over V give log V at every valid position.
+    """
+    _check_logits(logits, "logits")
+    if targets.shape != logits.shape[:3] or valid.shape != logits.shape[1:3] or valid.dtype != torch.bool:
+        raise ValueError(
+            f"targets must be {tuple(logits.shape[:3])} and valid bool {tuple(logits.shape[1:3])}, "
+            f"got {tuple(targets.shape)} and {valid.dtype} {tuple(valid.shape)}"
+        )
+    targets = torch.where(valid[None], targets, 0)
+    nll = F.cross_entropy(logits.float().permute(0, 3, 1, 2), targets, reduction="none")  # [B, K, T]
+    w = valid[None].float().expand_as(nll)
+    return (nll * w).sum(dim=(0, 2)) / w.sum(dim=(0, 2))
+
+
+def info_nce_loss(logits: Tensor) -> Tensor:
+    """Symmetric InfoNCE (CLIP, Radford et al. 2021): logits [B, B] = scale · cos(text_i, audio_j),
+    matched pairs on the diagonal; the mean of the text->audio and audio->text cross-entropies. Scalar.
+    Uniform logits give log B; logits = I (B = 2) give ln(1 + e^-1) in both directions."""
+    if logits.dim() != 2 or logits.shape[0] != logits.shape[1]:
+        raise ValueError(f"logits must be [B, B], got {tuple(logits.shape)}")
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
 # ----------------------------------------------------------------------------- divergences

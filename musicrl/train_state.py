@@ -1,15 +1,22 @@
-"""Exact-resume training state (modules, optimizers, step, RNG) in safetensors + JSON, never pickle.
+"""What every recipe's loop shares: exact-resume train state, the LR schedule, time limits, the log.
 
 run/
-  state/            the latest train state (replaced atomically)
-    tensors.safetensors   module weights, optimizer tensors, torch RNG state
-    state.json            step, optimizer scalars and param groups, python/numpy RNG, extra
-  log.jsonl         one JSON object per logged step (appended)
+  state/            the latest train state (replaced atomically; written by rank 0)
+    tensors.safetensors   module weights, optimizer tensors, every rank's torch (and CUDA) RNG state
+    state.json            {"format": "musicrl", "kind": "train-state", "version": 2, step, world,
+                           optimizer scalars and param groups, python/numpy RNG of rank 0, extra}
+  log.jsonl         one JSON object per logged step (appended by rank 0)
+
+Safetensors + JSON, never pickle. Under torchrun every rank restores the same weights and optimizer
+state and its own RNG (resuming with another number of processes restores weights, optimizer and
+step exactly; ranks without a saved RNG keep the one their setup seeded). Collective helpers
+(``end_step``, ``out_of_time``, ``StepBudget``) must be called on every rank.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -23,6 +30,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from models.errors import InputError
+from musicrl.distributed import Dist, gather_rng
+
+FORMAT, KIND, VERSION = "musicrl", "train-state", 2
 
 
 def _flatten_optimizer(name: str, opt: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
@@ -57,20 +67,23 @@ def save_train_state(
     optimizers: dict[str, torch.optim.Optimizer],
     step: int,
     extra: dict | None = None,
+    rng: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write the state directory atomically (temp dir + rename): a crash leaves the previous one intact."""
+    """Write the state directory atomically (temp dir + rename): a crash leaves the previous one intact.
+
+    rng: every rank's RNG states from ``distributed.gather_rng`` (default: this process's)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     for name, module in modules.items():
         for key, value in module.state_dict().items():
             tensors[f"module/{name}/{key}"] = value.detach().cpu().contiguous()
-    meta: dict = {"step": step, "optimizers": {}, "extra": extra or {}}
+    rng = rng if rng is not None else gather_rng(Dist())
+    meta: dict = {"format": FORMAT, "kind": KIND, "version": VERSION, "step": step, "optimizers": {}}
+    meta.update(world=len([k for k in rng if k.startswith("rng/torch/")]), extra=extra or {})
     for name, opt in optimizers.items():
         _flatten_optimizer(name, opt, tensors, meta)
-    tensors["rng/torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng/cuda"] = torch.cuda.get_rng_state()
+    tensors.update(rng)
     py_state = random.getstate()
     meta["rng"] = {"python": [py_state[0], list(py_state[1]), py_state[2]], "numpy": np.random.get_state()[1].tolist()}
     np_state = np.random.get_state()
@@ -92,9 +105,9 @@ def save_train_state(
 
 
 def load_train_state(
-    path: str | Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]
+    path: str | Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], rank: int = 0
 ) -> tuple[int, dict]:
-    """Restore what ``save_train_state`` wrote, RNG included; returns (step, extra)."""
+    """Restore what ``save_train_state`` wrote, rank ``rank``'s RNG included; returns (step, extra)."""
     path = Path(path)
     try:
         tensors = load_file(str(path / "tensors.safetensors"))
@@ -106,9 +119,12 @@ def load_train_state(
         module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
     for name, opt in optimizers.items():
         _unflatten_optimizer(name, opt, tensors, meta)
-    torch.set_rng_state(tensors["rng/torch"])
-    if "rng/cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng/cuda"])
+    # version 1 kept one process's RNG under "rng/torch"
+    own = {k: tensors.get(f"rng/{k}/{rank}", tensors.get(f"rng/{k}") if rank == 0 else None) for k in ("torch", "cuda")}
+    if own["torch"] is not None:
+        torch.set_rng_state(own["torch"])
+    if own["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(own["cuda"])
     py = meta["rng"]["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     gauss = meta["rng"]["numpy_gauss"]
@@ -135,19 +151,24 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 class JsonlLog:
-    """Append-only JSONL metrics log (flushed per line, so a killed run keeps what it logged)."""
+    """Append-only JSONL metrics log (flushed per line, so a killed run keeps what it logged).
+    ``enabled=False`` (ranks other than 0) writes nothing."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, enabled: bool = True):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.enabled = enabled
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a") as fh:
             fh.write(json.dumps(record) + "\n")
 
     def truncate_after(self, step: int) -> None:
         """On resume, drop lines logged after the restored step (they will be logged again)."""
-        if not self.path.exists():
+        if not self.enabled or not self.path.exists():
             return
         keep = [
             line
@@ -161,11 +182,20 @@ class StepBudget:
     """Fit a run into a wall-clock budget: time steps ``warmup``..``warmup + measure`` and set the total
     number of steps from that rate (so learning-rate schedules that depend on it still end annealed).
 
-    ``sync`` is called before reading the clock (``torch.cuda.synchronize`` on a GPU)."""
+    ``sync`` is called before reading the clock (``torch.cuda.synchronize`` on a GPU). Under torchrun
+    every rank adopts rank 0's total."""
 
-    def __init__(self, minutes: float, warmup: int = 40, measure: int = 30, margin: float = 1.1, sync=None):
+    def __init__(
+        self,
+        minutes: float,
+        warmup: int = 40,
+        measure: int = 30,
+        margin: float = 1.1,
+        sync=None,
+        dist: Dist | None = None,
+    ):
         self.seconds, self.warmup, self.measure, self.margin = minutes * 60, warmup, measure, margin
-        self.sync, self.t0 = sync or (lambda: None), None
+        self.sync, self.t0, self.dist = sync or (lambda: None), None, dist or Dist()
 
     def update(self, step: int, total: int) -> int:
         """Call after each step; returns the (possibly new) total number of steps."""
@@ -176,26 +206,60 @@ class StepBudget:
             self.t0 = time.time()
             return total
         per_step = (time.time() - self.t0) / self.measure * self.margin
-        total = max(step + 1, int(self.seconds / per_step))
-        print(f"{per_step * 1000:.1f} ms/step: {total} steps fit the {self.seconds / 60:g}-minute budget")
+        total = _from_rank0(max(step + 1, int(self.seconds / per_step)), self.dist)
+        if self.dist.is_main:
+            print(f"{per_step * 1000:.1f} ms/step: {total} steps fit the {self.seconds / 60:g}-minute budget")
         return total
 
 
-def resume_or_start(out: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]):
+def _from_rank0(value: int, d: Dist) -> int:
+    """Rank 0's value of an integer on every rank (decisions taken from a clock must agree)."""
+    if d.world == 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.int64, device=d.device)
+    dist.broadcast(t, 0)
+    return int(t.item())
+
+
+def resume_or_start(
+    out: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer], dist: Dist | None = None
+):
     """A run's JSONL log and where to continue: from ``out/state`` when it exists (the log is cut back
-    to that step), else step 0. Returns (step, extra, log)."""
-    log = JsonlLog(out / "log.jsonl")
+    to that step), else step 0. Returns (step, extra, log); every rank restores, rank 0 logs."""
+    dist = dist or Dist()
+    log = JsonlLog(out / "log.jsonl", enabled=dist.is_main)
     if not (out / "state").exists():
         return 0, {}, log
-    step, extra = load_train_state(out / "state", modules, optimizers)
+    step, extra = load_train_state(out / "state", modules, optimizers, dist.rank)
     log.truncate_after(step)
-    print(f"resumed at step {step}")
+    if dist.is_main:
+        print(f"resumed at step {step}")
     return step, extra, log
 
 
-def out_of_time(start: float, limit_min: float) -> bool:
-    """Whether a run started at ``start`` (time.time()) has used its ``limit_min`` minutes (0 = no limit)."""
-    return bool(limit_min) and time.time() - start > limit_min * 60
+def out_of_time(start: float, limit_min: float, dist: Dist | None = None) -> bool:
+    """Whether a run started at ``start`` (time.time()) has used its ``limit_min`` minutes (0 = no limit);
+    rank 0's clock decides for every rank."""
+    dist = dist or Dist()
+    return bool(_from_rank0(int(bool(limit_min) and time.time() - start > limit_min * 60), dist))
+
+
+def progress_bar(desc: str, total: int, initial: int, dist: Dist | None = None):
+    """The loop's tqdm bar, shown by rank 0 only (and only on a terminal)."""
+    from tqdm import tqdm
+
+    hide = None if (dist or Dist()).is_main else True  # None: tqdm decides (shown on a terminal)
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=hide)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay from ``peak`` to ``min_ratio``·peak at
+    ``total``. Step 0 of warmup 10 -> peak/10; at total/2 (warm) -> peak·(min_ratio + (1-min_ratio)/2)."""
+    warm = min(1.0, (step + 1) / max(1, warmup))
+    progress = min(1.0, step / max(1, total))
+    return peak * warm * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def end_step(
@@ -207,12 +271,17 @@ def end_step(
     save_every: int,
     stop: bool,
     extra: dict | None = None,
+    dist: Dist | None = None,
 ) -> bool:
     """After step ``step`` of ``total``: save ``out/state`` every ``save_every`` steps, at the last step and
-    when stopping on the time limit (``stop``); on a stop, say how to resume. Returns ``stop``."""
+    when stopping on the time limit (``stop``); on a stop, say how to resume. Returns ``stop``.
+    Every rank calls it (the RNG states are gathered); rank 0 writes."""
+    dist = dist or Dist()
     if step % save_every == 0 or step == total or stop:
-        save_train_state(out / "state", modules, optimizers, step, extra)
-    if stop:
+        rng = gather_rng(dist)
+        if dist.is_main:
+            save_train_state(out / "state", modules, optimizers, step, extra, rng)
+    if stop and dist.is_main:
         print(f"time limit reached at step {step}; rerun the same command to resume")
     return stop
 

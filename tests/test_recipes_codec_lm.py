@@ -13,6 +13,7 @@ from models.sampling import SamplingParams
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
 from musicrl.config import load_config
 from musicrl.lm_data import TokenData, write_token_data
+from musicrl.losses import masked_cross_entropy
 from musicrl.recipes import codec as codec_recipe
 from musicrl.recipes import lm as lm_recipe
 
@@ -167,5 +168,5 @@ def test_masked_cross_entropy_by_hand():
     logits = torch.zeros(1, 2, 3, 4)
     targets = torch.tensor([[[1, 4, 2], [4, 0, 3]]])  # 4 = the special id, only at invalid positions
     valid = torch.tensor([[True, False, True], [False, True, True]])
-    nll = lm_recipe.masked_cross_entropy(logits, targets, valid)
+    nll = masked_cross_entropy(logits, targets, valid)
     torch.testing.assert_close(nll, torch.full((2,), math.log(4)))

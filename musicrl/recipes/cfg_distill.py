@@ -1,12 +1,17 @@
 """Recipe ``cfg-distill``: diversity-rewarded CFG distillation (Cideron et al. 2024; ALGORITHMS §2).
 
     musicrl train cfg-distill --config configs/cfg_distill_beta0.yaml [key=value ...]
+    torchrun --nproc-per-node 4 -m musicrl.cli train cfg-distill --config ...   # same run, 4 processes
 
-Each step: the student samples G sequences per prompt on-policy WITHOUT guidance; the frozen initial
-model scores the same sequences WITH guidance (teacher logits = apply_cfg(cond, null, gamma)); the loss
+Each step: the student samples G sequences per prompt on-policy WITHOUT guidance (``rollouts``); the
+frozen initial model scores the same sequences WITH guidance (the rollout's teacher logits); the loss
 is the per-token divergence student -> teacher (reverse KL by default) plus beta x REINFORCE on the
-diversity reward (each sample's mean 1 - cos to its siblings in the embedder's space, leave-one-out
+diversity reward (``rewards.Diversity``: each sample's mean 1 - cos to its siblings, leave-one-out
 baseline). The result runs without CFG: half the forward passes of base + CFG.
+
+Distributed: the step's prompts and seeds are drawn for the whole run (every rank alike); each rank
+samples and scores its share of the prompts (all G samples of a prompt stay on one rank, so the
+diversity reward and its baseline are local), and DDP averages the gradients.
 """
 
 from __future__ import annotations
@@ -18,20 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from torch import nn
 
-from evaluation.reward_math import diversity_rewards
 from models.checkpoint import save_checkpoint
-from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.errors import InputError
-from models.lm import TextStates
+from models.generator import MusicGenerator
+from models.lm import AudioLM
 from models.registry import ASSETS_DIR, load_generator
-from models.sampling import SamplingParams, apply_cfg
+from models.sampling import SamplingParams
+from musicrl import distributed, rewards
 from musicrl.advantages import leave_one_out_advantages
 from musicrl.config import dump_config, to_dict
 from musicrl.corpus_data import split_records
-from musicrl.losses import cfg_distillation_loss, policy_gradient_loss, token_logprobs
-from musicrl.train_state import end_step, optimizer_step, out_of_time, resume_or_start
+from musicrl.losses import cfg_distillation_loss, policy_gradient_loss
+from musicrl.rollouts import sample_rollout, score_rollout
+from musicrl.train_state import JsonlLog, end_step, optimizer_step, out_of_time, progress_bar, resume_or_start
 
 
 @dataclass
@@ -40,8 +46,8 @@ class Config:
     corpus: Path = Path("data/corpus")  # prompts: captions of its train split
     out: Path = Path("runs/cfg_distill")
     steps: int = 300
-    prompts_per_step: int = 4
-    samples_per_prompt: int = 4  # G >= 3 when beta > 0 (see main)
+    prompts_per_step: int = 4  # the global batch: divides by the number of processes
+    samples_per_prompt: int = 4  # G >= 3 when beta > 0 (see setup)
     duration: float = 4.0
     teacher_cfg: float = 3.0
     beta: float = 0.0  # diversity weight (configs for 0, 5, 10, 15)
@@ -56,28 +62,46 @@ class Config:
     save_every: int = 50
     time_limit_min: float = 0.0
     seed: int = 0
+    device: str = "cpu"  # the generator stack (conditioner, LM, codec) runs here; the CPU is what is tested
 
 
-def teacher_logits(teacher, inputs: torch.Tensor, text: TextStates, gamma: float) -> torch.Tensor:
-    """CFG-guided logits of the frozen teacher on the student's sequences: [N, K, S, V]."""
-    null = TextStates(text.states, torch.zeros_like(text.mask))
-    with torch.no_grad():
-        return apply_cfg(teacher(inputs, text), teacher(inputs, null), gamma)
+@dataclass
+class State:
+    cfg: Config
+    dist: distributed.Dist
+    gen: MusicGenerator  # gen.lm is the student, trained in place
+    policy: nn.Module  # gen.lm, or its DDP wrapper: the training forward
+    teacher: AudioLM  # the frozen initial LM
+    diversity: rewards.Diversity | None
+    opt: torch.optim.Optimizer
+    captions: list[str]
+    step: int
+    log: JsonlLog
 
 
-def main(cfg: Config) -> dict:
+@dataclass
+class Batch:
+    """This rank's share of a step: prompts (B / world) and one seed per row (B / world x G)."""
+
+    prompts: list[str]
+    seeds: list[int]
+
+
+def setup(cfg: Config) -> State:
     if cfg.beta > 0 and cfg.samples_per_prompt < 3:
         # With G = 2 both siblings get the same reward 1 - cos(e1, e2), so every leave-one-out
         # advantage is exactly 0 and beta would do nothing.
         raise InputError("the diversity term needs samples_per_prompt >= 3 (with 2 its advantages are all 0)")
+    dist = distributed.init_distributed(cfg.device)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, cfg.out / "config.yaml")
-    torch.manual_seed(cfg.seed)
+    if dist.is_main:
+        dump_config(cfg, cfg.out / "config.yaml")
+    torch.manual_seed(cfg.seed + dist.rank)
     gen = load_generator(cfg.model)
     captions = [r["caption"] for r in split_records(cfg.corpus, "train")]
     if not captions:
         raise InputError(f"no training captions in {cfg.corpus}")
-    embedder = None
+    diversity = None
     if cfg.beta > 0:
         from models.embedder import TextAudioEmbedder
 
@@ -86,63 +110,71 @@ def main(cfg: Config) -> dict:
             raise InputError(
                 f"the embedder expects {embedder.sample_rate} Hz audio; the model makes {gen.sample_rate} Hz"
             )
-    student, teacher = gen.lm, copy.deepcopy(gen.lm).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0)
-    step, _, log = resume_or_start(cfg.out, {"lm": student}, {"opt": opt})
-    k, g_size, special = student.cfg.num_codebooks, cfg.samples_per_prompt, student.cfg.special_token
+        diversity = rewards.Diversity(embedder, cfg.samples_per_prompt)
+    teacher = copy.deepcopy(gen.lm).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(gen.lm.parameters(), lr=cfg.lr, weight_decay=0.0)
+    step, _, log = resume_or_start(cfg.out, {"lm": gen.lm}, {"opt": opt}, dist)
+    policy = distributed.wrap(gen.lm, dist)
+    return State(cfg, dist, gen, policy, teacher, diversity, opt, captions, step, log)
+
+
+def next_batch(state: State) -> Batch:
+    """The global batch of step ``state.step`` depends on (seed, step) alone; this rank takes its share."""
+    cfg = state.cfg
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + state.step)
+    idx = torch.randint(0, len(state.captions), (cfg.prompts_per_step,), generator=g)
+    seeds = torch.randint(0, 2**31 - 1, (cfg.prompts_per_step * cfg.samples_per_prompt,), generator=g).tolist()
+    shard = state.dist.shard
+    return Batch(shard([state.captions[i] for i in idx], "prompts_per_step"), shard(seeds, "prompts_per_step"))
+
+
+def step(state: State, batch: Batch) -> dict[str, float]:
+    """One update: rollouts without guidance, teacher scoring with guidance, QD = distill + beta x PG."""
+    cfg, g_size = state.cfg, state.cfg.samples_per_prompt
     params = SamplingParams(cfg=1.0, temperature=cfg.temperature, top_k=cfg.top_k)
-    start, bar = time.time(), tqdm(total=cfg.steps, initial=step, desc="cfg-distill", unit="step", disable=None)
-    while step < cfg.steps:
-        g = torch.Generator().manual_seed(cfg.seed * 100_003 + step)  # a step's prompts and seeds depend on it alone
-        prompts = [captions[i] for i in torch.randint(0, len(captions), (cfg.prompts_per_step,), generator=g)]
-        seeds = torch.randint(0, 2**31 - 1, (len(prompts) * g_size,), generator=g).tolist()
-        student.eval()
-        # on-policy rollouts without guidance, G per prompt (rows prompt-major), through the generator
-        codes = gen.generate_codes(prompts, cfg.duration, params, seeds, samples_per_prompt=g_size).codes
-        text = gen.encode_text(prompts)
-        text = TextStates(text.states.repeat_interleave(g_size, 0), text.mask.repeat_interleave(g_size, 0))
-        delayed = build_delayed(codes, special)
-        inputs = lm_inputs(delayed, special)
-        mask = delay_valid_mask(k, delayed.shape[-1])[None].expand(codes.shape[0], -1, -1)
-        student.train(cfg.dropout)
-        logits = student(inputs, text)
-        distill = cfg_distillation_loss(
-            logits, teacher_logits(teacher, inputs, text, cfg.teacher_cfg), mask, divergence=cfg.divergence
-        )
-        loss, record = distill, {"distill": distill.item()}
-        if embedder is not None:
-            with torch.no_grad():
-                emb = embedder.embed_audio(gen.decode(codes)[:, 0]).view(len(prompts), g_size, -1)
-                reward = diversity_rewards(emb)
-            advantages = leave_one_out_advantages(reward, g_size).reshape(-1)
-            logp = token_logprobs(logits, torch.where(mask, delayed, 0))
-            # QD = Q + beta * D with both terms per sequence (KL summed over its tokens; REINFORCE on
-            # A * sum log pi). The distillation loss is that sum divided by the token count, so the
-            # policy gradient is divided by the same count ("tokens") to keep beta's meaning.
-            pg = policy_gradient_loss(logp, advantages, mask, normalize="tokens")
-            loss = distill + cfg.beta * pg
-            record.update(diversity=reward.mean().item(), pg=pg.item(), adv_abs=advantages.abs().mean().item())
-        grad_norm = optimizer_step(opt, loss, student.parameters(), cfg.grad_clip)
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            log.write(
-                {
-                    "step": step,
-                    "loss": loss.item(),
-                    **record,
-                    "grad_norm": float(grad_norm),
-                    "elapsed_s": time.time() - start,
-                }
-            )
-        stop = out_of_time(start, cfg.time_limit_min)
-        if end_step(cfg.out, {"lm": student}, {"opt": opt}, step, cfg.steps, cfg.save_every, stop):
-            break
-    bar.close()
-    student.eval()
-    gen.cfg_free = True
-    lineage = {"parents": [gen.checkpoint_hash], "step": step, "recipe": "cfg-distill", "config": to_dict(cfg)}
-    save_checkpoint(gen, cfg.out / "model", lineage=lineage)
-    summary = {"step": step, "model": str(cfg.out / "model")}
-    (cfg.out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    rollout = sample_rollout(state.gen, batch.prompts, batch.seeds, cfg.duration, params, g_size)
+    state.gen.lm.train(cfg.dropout)
+    rollout = score_rollout(rollout, policy=state.policy, teacher=state.teacher, teacher_cfg=cfg.teacher_cfg)
+    distill = cfg_distillation_loss(rollout.policy_logits, rollout.teacher_logits, rollout.mask, cfg.divergence)
+    loss, metrics = distill, {"distill": distill.item()}
+    if state.diversity is not None:
+        reward = state.diversity(rollout.prompts, state.gen.decode(rollout.codes)[:, 0])
+        advantages = leave_one_out_advantages(reward, g_size)
+        # QD = Q + beta * D with both terms per sequence (KL summed over its tokens; REINFORCE on
+        # A * sum log pi). The distillation loss is that sum divided by the token count, so the
+        # policy gradient is divided by the same count ("tokens") to keep beta's meaning.
+        pg = policy_gradient_loss(rollout.policy_logprobs, advantages, rollout.mask, normalize="tokens")
+        loss = distill + cfg.beta * pg
+        metrics.update(diversity=reward.mean().item(), pg=pg.item(), adv_abs=advantages.abs().mean().item())
+    grad_norm = optimizer_step(state.opt, loss, state.gen.lm.parameters(), cfg.grad_clip)
+    state.gen.lm.eval()
+    return {"loss": loss.item(), **metrics, "grad_norm": grad_norm}
+
+
+def main(cfg: Config) -> dict:
+    state = setup(cfg)
+    dist, lm = state.dist, state.gen.lm
+    start = time.time()
+    bar = progress_bar("cfg-distill", cfg.steps, state.step, dist)
+    try:
+        while state.step < cfg.steps:
+            metrics = dist.mean(step(state, next_batch(state)))
+            state.step += 1
+            bar.update(1)
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
+            stop = out_of_time(start, cfg.time_limit_min, dist)
+            modules, optimizers = {"lm": lm}, {"opt": state.opt}
+            if end_step(cfg.out, modules, optimizers, state.step, cfg.steps, cfg.save_every, stop, dist=dist):
+                break
+        bar.close()
+        summary = {"step": state.step, "model": str(cfg.out / "model")}
+        if dist.is_main:
+            state.gen.cfg_free = True
+            lineage = {"parents": [state.gen.checkpoint_hash], "step": state.step, "recipe": "cfg-distill"}
+            save_checkpoint(state.gen, cfg.out / "model", lineage={**lineage, "config": to_dict(cfg)})
+            (cfg.out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        dist.barrier()
+    finally:
+        distributed.close(dist)
     return summary

@@ -2,15 +2,17 @@
 
     musicrl train codec --config configs/codec.yaml [key=value ...]
 
-Reads top to bottom: load corpus spectra -> model -> (resume) -> loop: warm-up without
-quantisation, k-means init, RVQ training with dead-code restarts -> eval on the test split
-(chroma correlation, multi-resolution mel distance, a spectrogram picture) -> export the codec.
+Reads top to bottom: ``setup`` (corpus spectra, model, optimiser, resume) -> ``next_batch`` (random
+crops) -> ``step`` (warm-up without quantisation, k-means init, RVQ training with dead-code restarts)
+-> ``main`` (the loop; eval on the test split: chroma correlation, multi-resolution mel distance, a
+spectrogram picture; export the codec). Under ``torchrun`` each rank trains on its share of the
+global batch; the EMA codebooks are averaged across ranks after each step and a dead-code restart
+is taken from rank 0 (``musicrl.distributed``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from evaluation.audio_metrics import chroma_correlation, multires_mel_distance
@@ -25,9 +28,20 @@ from evaluation.plots import plot_spectrogram_pairs
 from models.audio_features import log_mel, mel_filterbank
 from models.errors import InputError
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
+from musicrl import distributed
+from musicrl.clip_features import spectra
 from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.train_state import StepBudget, end_step, optimizer_step, out_of_time, resume_or_start
+from musicrl.train_state import (
+    JsonlLog,
+    StepBudget,
+    end_step,
+    lr_at,
+    optimizer_step,
+    out_of_time,
+    progress_bar,
+    resume_or_start,
+)
 
 
 @dataclass
@@ -56,19 +70,7 @@ class Config:
     eval_only: bool = False  # evaluate out/codec on the test split (no training)
 
 
-def pick_device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
-
-
-def spectra(codec: SpectralCodec, clips: list[np.ndarray]) -> list[torch.Tensor]:
-    """Log-magnitude [F, T] (fp16, to halve memory) of every clip."""
-    out = []
-    for wav in tqdm(clips, desc="spectra", unit="clip", disable=None):
-        out.append(codec.log_magnitude(torch.from_numpy(wav)[None])[0].half())
-    return out
-
-
-def batch(specs: list[torch.Tensor], size: int, frames: int, g: torch.Generator) -> torch.Tensor:
+def random_crops(specs: list[torch.Tensor], size: int, frames: int, g: torch.Generator) -> torch.Tensor:
     """Random crops: [B, F, frames]."""
     idx = torch.randint(0, len(specs), (size,), generator=g).tolist()
     crops = []
@@ -85,12 +87,6 @@ def loss_terms(codec: SpectralCodec, target: torch.Tensor, recon: torch.Tensor, 
     mag = lambda x: codec.denormalise(x).exp()  # noqa: E731
     mel = F.l1_loss(log_mel(mag(recon), mel_fb), log_mel(mag(target), mel_fb))
     return {"l1": l1, "mel": mel}
-
-
-def lr_at(cfg: Config, step: int) -> float:
-    warm = min(1.0, (step + 1) / 100)
-    progress = min(1.0, step / max(1, cfg.steps))
-    return cfg.lr * warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @torch.no_grad()
@@ -141,15 +137,28 @@ def evaluate_test_split(cfg: Config, codec: SpectralCodec, step: int) -> dict:
     return metrics
 
 
-def main(cfg: Config) -> dict:
-    device = pick_device(cfg.device)
+WARMUP = 100  # LR warm-up steps
+
+
+@dataclass
+class State:
+    cfg: Config
+    dist: distributed.Dist
+    codec: SpectralCodec
+    model: nn.Module  # codec, or its DDP wrapper: the training forward
+    opt: torch.optim.Optimizer
+    specs: list[torch.Tensor]  # log-magnitudes [F, T] of the training clips (fp16)
+    mel_fb: torch.Tensor
+    g: torch.Generator  # the global batch stream (every rank alike)
+    step: int
+    log: JsonlLog
+
+
+def setup(cfg: Config) -> State:
+    dist = distributed.init_distributed(cfg.device)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    if cfg.eval_only:
-        codec = SpectralCodec.load(cfg.out / "codec")
-        return evaluate_test_split(
-            cfg, codec, int(json.loads((cfg.out / "codec" / "codec.json").read_text()).get("step", 0))
-        )
-    dump_config(cfg, cfg.out / "config.yaml")
+    if dist.is_main:
+        dump_config(cfg, cfg.out / "config.yaml")
     torch.manual_seed(cfg.seed)
     codec = SpectralCodec(cfg.codec)
     if cfg.spectra:
@@ -163,66 +172,84 @@ def main(cfg: Config) -> dict:
     codec.bin_mean.copy_(frames.mean(1))
     codec.bin_std.copy_(frames.std(1).clamp_min(1e-3))
     del frames
-    codec.to(device)
+    codec.to(dist.device)
     opt = torch.optim.AdamW(codec.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-    mel_fb = mel_filterbank(cfg.codec.sample_rate, cfg.codec.n_fft, 64).to(device)
-    step, _, log = resume_or_start(cfg.out, {"codec": codec}, {"opt": opt})
+    mel_fb = mel_filterbank(cfg.codec.sample_rate, cfg.codec.n_fft, 64).to(dist.device)
+    step, _, log = resume_or_start(cfg.out, {"codec": codec}, {"opt": opt}, dist)
     g = torch.Generator().manual_seed(cfg.seed * 1000 + step)  # a resumed run continues a fresh, seeded stream
-    start, bar = time.time(), tqdm(total=cfg.steps, initial=step, desc="codec", unit="step", disable=None)
-    budget = StepBudget(
-        cfg.time_budget_min,
-        warmup=cfg.quantize_after + 20,
-        margin=1.25,
-        sync=torch.cuda.synchronize if device.type == "cuda" else None,
-    )
-    while step < cfg.steps:
-        codec.train()
-        x = codec.normalise(batch(specs, cfg.batch_size, cfg.crop_frames, g).to(device))
-        quantize = step >= cfg.quantize_after
-        if quantize and not bool(codec.quantizer.initialized):
-            with torch.no_grad():
-                z = torch.cat(
-                    [
-                        codec.encode_latent(codec.normalise(batch(specs, 64, cfg.crop_frames, g).to(device)))
-                        for _ in range(4)
-                    ]
-                ).reshape(-1, cfg.codec.latent_dim)
-            codec.quantizer.init_from(z)
-            codec.quantizer.to(device)
-        recon, q = codec(x, quantize=quantize)
-        terms = loss_terms(codec, x, recon, mel_fb)
-        loss = terms["l1"] + cfg.mel_weight * terms["mel"] + (q.commit_loss if q is not None else 0.0)
-        optimizer_step(opt, loss, codec.parameters(), cfg.grad_clip, lr_at(cfg, step))
-        step += 1
-        bar.update(1)
-        cfg.steps = bar.total = budget.update(step, cfg.steps)
-        restarted = 0
-        if quantize and step % cfg.restart_every == 0:
-            with torch.no_grad():
-                z = codec.encode_latent(x).reshape(-1, cfg.codec.latent_dim)
-            restarted = codec.quantizer.restart_dead(z, seed=step)
-            codec.quantizer.to(device)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            rec = {
-                "step": step,
-                "loss": loss.item(),
-                "l1": terms["l1"].item(),
-                "mel": terms["mel"].item(),
-                "lr": lr_at(cfg, step - 1),
-                "elapsed_s": time.time() - start,
-                "restarted": restarted,
-            }
-            if q is not None:
-                rec["commit"] = q.commit_loss.item()
-                rec["perplexity"] = [round(float(p), 1) for p in q.perplexity]
-            log.write(rec)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        stop = out_of_time(start, cfg.time_limit_min)
-        if end_step(cfg.out, {"codec": codec}, {"opt": opt}, step, cfg.steps, cfg.save_every, stop):
-            break
-    bar.close()
-    codec.cpu().eval()
-    codec.save(cfg.out / "codec")
-    if cfg.eval_clips == 0:  # e.g. trained from a spectra file where the corpus audio is not at hand
-        return {"step": step}
-    return evaluate_test_split(cfg, codec, step)
+    return State(cfg, dist, codec, distributed.wrap(codec, dist), opt, specs, mel_fb, g, step, log)
+
+
+def next_batch(state: State) -> torch.Tensor:
+    """This rank's share of the step's random crops, normalised: [b, F, crop_frames]."""
+    cfg = state.cfg
+    crops = state.dist.shard(random_crops(state.specs, cfg.batch_size, cfg.crop_frames, state.g), "batch_size")
+    return state.codec.normalise(crops.to(state.dist.device))
+
+
+def step(state: State, x: torch.Tensor) -> dict:
+    """One update on crops x [b, F, T]: quantised after ``quantize_after`` steps (k-means initialised on
+    the first), dead codes restarted every ``restart_every`` steps."""
+    cfg, codec, dist = state.cfg, state.codec, state.dist
+    codec.train()
+    quantize = state.step >= cfg.quantize_after
+    if quantize and not bool(codec.quantizer.initialized):
+        with torch.no_grad():  # the same draws on every rank: one initialisation
+            crops = [random_crops(state.specs, 64, cfg.crop_frames, state.g) for _ in range(4)]
+            z = torch.cat([codec.encode_latent(codec.normalise(c.to(dist.device))) for c in crops])
+        codec.quantizer.init_from(z.reshape(-1, cfg.codec.latent_dim))
+        codec.quantizer.to(dist.device)
+    recon, q = state.model(x, quantize=quantize)
+    terms = loss_terms(codec, x, recon, state.mel_fb)
+    loss = terms["l1"] + cfg.mel_weight * terms["mel"] + (q.commit_loss if q is not None else 0.0)
+    lr = lr_at(state.step, cfg.steps, cfg.lr, WARMUP, cfg.min_lr_ratio)
+    optimizer_step(state.opt, loss, codec.parameters(), cfg.grad_clip, lr)
+    distributed.average_buffers(codec, dist)
+    restarted = 0
+    if quantize and (state.step + 1) % cfg.restart_every == 0:
+        with torch.no_grad():
+            z = codec.encode_latent(x).reshape(-1, cfg.codec.latent_dim)
+        restarted = codec.quantizer.restart_dead(z, seed=state.step + 1)
+        codec.quantizer.to(dist.device)
+        distributed.broadcast_buffers(codec, dist)
+    out = {"loss": loss.item(), "l1": terms["l1"].item(), "mel": terms["mel"].item(), "lr": lr, "restarted": restarted}
+    if q is not None:
+        out["commit"] = q.commit_loss.item()
+        out["perplexity"] = [round(float(p), 1) for p in q.perplexity]
+    return out
+
+
+def main(cfg: Config) -> dict:
+    if cfg.eval_only:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        codec, header = SpectralCodec.load_with_header(cfg.out / "codec")
+        return evaluate_test_split(cfg, codec, int(header.lineage.get("step", 0)))
+    state = setup(cfg)
+    dist, codec = state.dist, state.codec
+    start, bar = time.time(), progress_bar("codec", cfg.steps, state.step, dist)
+    sync = torch.cuda.synchronize if dist.device.type == "cuda" else None
+    budget = StepBudget(cfg.time_budget_min, warmup=cfg.quantize_after + 20, margin=1.25, sync=sync, dist=dist)
+    try:
+        while state.step < cfg.steps:
+            metrics = dist.mean(step(state, next_batch(state)))
+            state.step += 1
+            bar.update(1)
+            cfg.steps = bar.total = budget.update(state.step, cfg.steps)
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+            stop = out_of_time(start, cfg.time_limit_min, dist)
+            modules, optimizers = {"codec": codec}, {"opt": state.opt}
+            if end_step(cfg.out, modules, optimizers, state.step, cfg.steps, cfg.save_every, stop, dist=dist):
+                break
+        bar.close()
+        result = {"step": state.step}
+        if dist.is_main:
+            codec.cpu().eval()
+            codec.save(cfg.out / "codec", lineage={"step": state.step, "recipe": "codec"})
+            if cfg.eval_clips:  # 0: e.g. trained from a spectra file where the corpus audio is not at hand
+                result = evaluate_test_split(cfg, codec, state.step)
+        dist.barrier()
+    finally:
+        distributed.close(dist)
+    return result

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
+from musicrl.clip_features import spectra
 from musicrl.corpus_data import load_split_audio
-from musicrl.recipes.codec import spectra
 
 
 @dataclass

@@ -7,7 +7,8 @@ Reads top to bottom: load train clips -> cache raw log features (100 frames/s) a
 random gain, the sum of per-attribute cross-entropies -> save ``out/model`` -> evaluate on the TEST
 split with ``Judges.accuracy`` on full clips: per-attribute accuracy with chance (1/K) and majority
 baselines (the most frequent training label), confusion matrices, ``style_confusion.png`` ->
-``out/metrics.json``. The judges never serve as a training reward.
+``out/metrics.json``. The judges never serve as a training reward. In code: ``setup`` -> ``next_batch``
+-> ``step`` -> ``main``; under ``torchrun`` each rank takes its share of the global batch.
 """
 
 from __future__ import annotations
@@ -21,16 +22,24 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+from torch import nn
 
 from evaluation.judges import ATTRIBUTES, Judges, JudgesConfig, confusion_matrix, label_of, plot_confusion
-from models.embedder import pick_device
 from models.errors import InputError
+from musicrl import distributed
+from musicrl.clip_features import crop_batch, log_features, map_clips, param_groups
 from musicrl.config import dump_config
 from musicrl.corpus.attributes import LEAD_INSTRUMENTS, MODES, STYLES, TEMPO_BANDS
 from musicrl.corpus_data import load_split_audio
-from musicrl.recipes.embedder import crop_batch, log_features, lr_at, map_clips, param_groups
-from musicrl.train_state import end_step, optimizer_step, out_of_time, resume_or_start
+from musicrl.train_state import (
+    JsonlLog,
+    end_step,
+    lr_at,
+    optimizer_step,
+    out_of_time,
+    progress_bar,
+    resume_or_start,
+)
 
 VOCABULARIES: dict[str, list[str]] = {
     "style": list(STYLES),
@@ -105,13 +114,37 @@ def evaluate(model: Judges, cfg: Config, train_records: list[dict]) -> dict:
     return {"test": out}
 
 
-def main(cfg: Config) -> dict:
+@dataclass
+class State:
+    cfg: Config
+    dist: distributed.Dist
+    model: Judges
+    ddp: nn.Module  # model, or its DDP wrapper: the training forward
+    opt: torch.optim.Optimizer
+    feats: list[torch.Tensor]  # raw log features [C, T] of the training clips (fp16)
+    labels: dict[str, torch.Tensor]  # attribute -> label index per clip [N]
+    records: list[dict]  # the training records (majority baselines)
+    g: torch.Generator  # the global batch stream (every rank alike)
+    step: int
+    log: JsonlLog
+
+
+@dataclass
+class Batch:
+    """This rank's share: raw log-feature crops [b, C, frames] and label indices {attribute: [b]}."""
+
+    crops: torch.Tensor
+    labels: dict[str, torch.Tensor]
+
+
+def setup(cfg: Config) -> State:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    dist = distributed.init_distributed(cfg.device)
     cfg.out.mkdir(parents=True, exist_ok=True)
     model = build_model(cfg)
-    dump_config(cfg, cfg.out / "config.yaml")
+    if dist.is_main:
+        dump_config(cfg, cfg.out / "config.yaml")
     clips, records = load_split_audio(cfg.corpus, "train", model.sample_rate, cfg.max_clips)
     if not clips:
         raise InputError(f"no training clips in {cfg.corpus}")
@@ -119,43 +152,67 @@ def main(cfg: Config) -> dict:
     del clips
     labels = label_tensor(records, model.cfg.labels)
     model.frontend.fit_stats(torch.cat([f.float() for f in feats[:1000]], -1)[None])
-
-    model.to(device)
+    model.to(dist.device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    step, _, log = resume_or_start(cfg.out, {"model": model}, {"opt": opt})
+    step, _, log = resume_or_start(cfg.out, {"model": model}, {"opt": opt}, dist)
     g = torch.Generator().manual_seed(cfg.seed * 1000 + step)
-    frames = cfg.model.frontend.frames(cfg.model.segment_s)
-    batch = min(cfg.batch_size, len(feats))
-    start, bar = time.time(), tqdm(total=cfg.steps, initial=step, desc="judges", unit="step", disable=None)
-    while step < cfg.steps:
-        model.train()
-        idx = torch.randperm(len(feats), generator=g)[:batch].tolist()
-        logits = model.logits_from_log_features(crop_batch(feats, idx, frames, cfg.gain_db, g).to(device))
-        losses = {
-            a: F.cross_entropy(x, labels[a][idx].to(device), label_smoothing=cfg.label_smoothing)
-            for a, x in logits.items()
-        }
-        loss = sum(losses.values())
-        lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
-        optimizer_step(opt, loss, model.parameters(), cfg.grad_clip, lr)
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            rec = {"step": step, "loss": loss.item(), "lr": lr, "elapsed_s": time.time() - start}
-            for a, x in logits.items():
-                rec[f"loss_{a}"] = losses[a].item()
-                rec[f"acc_{a}"] = float((x.argmax(-1).cpu() == labels[a][idx]).float().mean())
-            log.write(rec)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        stop = out_of_time(start, cfg.time_limit_min)
-        if end_step(cfg.out, {"model": model}, {"opt": opt}, step, cfg.steps, cfg.save_every, stop):
-            break
-    bar.close()
-    model.eval()
-    model.save(cfg.out / "model", extra={"step": step, "recipe": "judges", "corpus": str(cfg.corpus)})
-    metrics = {"step": step, "params": sum(p.numel() for p in model.parameters()), **evaluate(model, cfg, records)}
-    (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    test = metrics["test"]
-    if isinstance(test, dict):
-        print(json.dumps({a: test[a]["accuracy"] for a in model.cfg.labels} | {"N": test["N"]}))
+    return State(cfg, dist, model, distributed.wrap(model, dist), opt, feats, labels, records, g, step, log)
+
+
+def next_batch(state: State) -> Batch:
+    """The step's global batch (distinct clips, random 4 s crops and gains), this rank's share."""
+    cfg, shard, device = state.cfg, state.dist.shard, state.dist.device
+    idx = torch.randperm(len(state.feats), generator=state.g)[: min(cfg.batch_size, len(state.feats))].tolist()
+    crops = crop_batch(state.feats, idx, cfg.model.frontend.frames(cfg.model.segment_s), cfg.gain_db, state.g)
+    labels = {a: shard(v[idx], "batch_size").to(device) for a, v in state.labels.items()}
+    return Batch(shard(crops, "batch_size").to(device), labels)
+
+
+def step(state: State, batch: Batch) -> dict:
+    """One update: the sum over attributes of label-smoothed cross-entropies."""
+    cfg = state.cfg
+    state.model.train()
+    logits = state.ddp(batch.crops)
+    losses = {a: F.cross_entropy(x, batch.labels[a], label_smoothing=cfg.label_smoothing) for a, x in logits.items()}
+    loss = sum(losses.values())
+    lr = lr_at(state.step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
+    optimizer_step(state.opt, loss, state.model.parameters(), cfg.grad_clip, lr)
+    distributed.average_buffers(state.model, state.dist)
+    out = {"loss": loss.item(), "lr": lr}
+    for a, x in logits.items():
+        out[f"loss_{a}"] = losses[a].item()
+        out[f"acc_{a}"] = float((x.argmax(-1) == batch.labels[a]).float().mean())
+    return out
+
+
+def main(cfg: Config) -> dict:
+    state = setup(cfg)
+    dist, model = state.dist, state.model
+    start, bar = time.time(), progress_bar("judges", cfg.steps, state.step, dist)
+    try:
+        while state.step < cfg.steps:
+            metrics = dist.mean(step(state, next_batch(state)))
+            state.step += 1
+            bar.update(1)
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+            stop = out_of_time(start, cfg.time_limit_min, dist)
+            modules, optimizers = {"model": model}, {"opt": state.opt}
+            if end_step(cfg.out, modules, optimizers, state.step, cfg.steps, cfg.save_every, stop, dist=dist):
+                break
+        bar.close()
+        metrics = {"step": state.step}
+        if dist.is_main:
+            model.eval()
+            model.save(cfg.out / "model", lineage={"step": state.step, "recipe": "judges", "corpus": str(cfg.corpus)})
+            params = sum(p.numel() for p in model.parameters())
+            metrics = {"step": state.step, "params": params, **evaluate(model, cfg, state.records)}
+            (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            test = metrics["test"]
+            if isinstance(test, dict):
+                print(json.dumps({a: test[a]["accuracy"] for a in model.cfg.labels} | {"N": test["N"]}))
+        dist.barrier()
+    finally:
+        distributed.close(dist)
     return metrics

@@ -7,26 +7,41 @@ dropout (the null condition for a fraction of rows, so classifier-free guidance 
 unconditional branch). Validation reports NLL per codebook with the true and the null condition:
 their gap is how much the model uses the text. The best checkpoint (validation NLL) is exported as
 a ``musicrl`` checkpoint (LM + MiniLM conditioner reference + spectral codec) when ``codec`` is set.
+
+Shape: ``setup`` (data, model, optimiser, resume) -> ``next_batch`` (the step's global batch of clips
+and condition-dropout draws, this rank's share) -> ``step`` (one update) -> ``main`` (the loop,
+validation and export on rank 0, the train state). Runs unchanged under ``torchrun``: ``batch_size`` is
+the global batch and must divide by the number of processes.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
-from tqdm import tqdm
+from torch import nn
 
 from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.lm import AudioLM, LMConfig, TextStates
+from musicrl import distributed
 from musicrl.config import dump_config, to_dict
 from musicrl.lm_data import TokenData
-from musicrl.train_state import StepBudget, end_step, optimizer_step, out_of_time, resume_or_start
+from musicrl.losses import masked_cross_entropy
+from musicrl.train_state import (
+    JsonlLog,
+    StepBudget,
+    end_step,
+    lr_at,
+    optimizer_step,
+    out_of_time,
+    progress_bar,
+    resume_or_start,
+)
 
 
 def default_lm() -> LMConfig:
@@ -69,39 +84,91 @@ class Config:
     max_duration: float = 8.0
 
 
-def masked_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Per-codebook mean NLL over valid positions.
-
-    Args:
-        logits: [B, K, S, V]; targets: [B, K, S]; valid: [K, S] bool.
-    Returns:
-        [K] mean negative log-likelihood per codebook (nats).
-    """
-    targets = torch.where(valid[None], targets, 0)  # padding positions hold the special id V; weighted 0 below
-    nll = F.cross_entropy(logits.float().permute(0, 3, 1, 2), targets, reduction="none")  # [B, K, S]
-    w = valid[None].float().expand_as(nll)
-    return (nll * w).sum(dim=(0, 2)) / w.sum(dim=(0, 2))
-
-
-def drop_condition(text: TextStates, p: float, g: torch.Generator) -> TextStates:
-    """Condition dropout: each row becomes the null condition (all-False mask) with probability p."""
-    keep = (torch.rand(text.mask.shape[0], generator=g) >= p).to(text.mask.device)
-    return TextStates(text.states, text.mask & keep[:, None])
-
-
-def lr_at(cfg: Config, step: int) -> float:
-    warm = min(1.0, (step + 1) / cfg.warmup)
-    progress = min(1.0, step / max(1, cfg.steps))
-    return cfg.lr * warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def lm_loss(lm: AudioLM, codes: torch.Tensor, text: TextStates) -> torch.Tensor:
-    """codes [B, K, T] -> per-codebook NLL [K] of teacher-forced prediction."""
-    special = lm.cfg.special_token
+def lm_loss(forward: Callable, codes: torch.Tensor, text: TextStates, special: int) -> torch.Tensor:
+    """codes [B, K, T] -> per-codebook NLL [K] of teacher-forced prediction (``forward``: the LM or its
+    DDP wrapper)."""
     delayed = build_delayed(codes, special)
-    logits = lm(lm_inputs(delayed, special), text)
+    logits = forward(lm_inputs(delayed, special), text)
     valid = delay_valid_mask(codes.shape[1], delayed.shape[-1], device=codes.device)
     return masked_cross_entropy(logits, delayed, valid)
+
+
+@dataclass
+class State:
+    cfg: Config
+    dist: distributed.Dist
+    lm: AudioLM
+    model: nn.Module  # lm, or its DDP wrapper: the training forward
+    opt: torch.optim.Optimizer
+    data: TokenData
+    train_idx: list[int]
+    val_idx: list[int]
+    g: torch.Generator  # the global batch stream (every rank alike)
+    step: int
+    log: JsonlLog
+    best: dict
+    autocast: Callable
+
+
+@dataclass
+class Batch:
+    """This rank's share: codes [b, K, T] and text states with condition dropout applied."""
+
+    codes: torch.Tensor
+    text: TextStates
+
+
+def setup(cfg: Config) -> State:
+    dist = distributed.init_distributed(cfg.device)
+    device = dist.device
+    use_amp = cfg.amp and device.type == "cuda"
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)  # noqa: E731
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        dump_config(cfg, cfg.out / "config.yaml")
+    torch.manual_seed(cfg.seed)
+    data = TokenData.load(cfg.data)
+    lm = AudioLM(cfg.lm).to(device)
+    decay = [p for n, p in lm.named_parameters() if p.dim() >= 2 and "embeddings" not in n]
+    no_decay = [p for n, p in lm.named_parameters() if not (p.dim() >= 2 and "embeddings" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+        fused=device.type == "cuda",
+    )
+    if dist.rank:
+        torch.manual_seed(cfg.seed + 7919 * dist.rank)  # other dropout masks than rank 0's (resume restores)
+    step, extra, log = resume_or_start(cfg.out, {"lm": lm}, {"opt": opt}, dist)
+    g = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+    best = extra.get("best", {"val_nll": float("inf")})
+    model = distributed.wrap(lm, dist)
+    splits = data.split("train"), data.split("valid")
+    return State(cfg, dist, lm, model, opt, data, *splits, g, step, log, best, autocast)
+
+
+def next_batch(state: State) -> Batch:
+    """Draw the global batch (clip indices, then condition dropout per row) and keep this rank's share."""
+    cfg, shard = state.cfg, state.dist.shard
+    draw = torch.randint(0, len(state.train_idx), (cfg.batch_size,), generator=state.g)
+    idx = [state.train_idx[i] for i in draw]
+    keep = torch.rand(cfg.batch_size, generator=state.g) >= cfg.cond_dropout  # condition dropout: null rows
+    idx, keep = shard(idx, "batch_size"), shard(keep, "batch_size").to(state.dist.device)
+    text = state.data.text_states(idx, state.dist.device)
+    codes = state.data.codes[idx].to(state.dist.device, non_blocking=True)
+    return Batch(codes, TextStates(text.states, text.mask & keep[:, None]))
+
+
+def step(state: State, batch: Batch) -> dict:
+    """One teacher-forced update at the scheduled learning rate."""
+    cfg = state.cfg
+    lr = lr_at(state.step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
+    with state.autocast():
+        nll = lm_loss(state.model, batch.codes, batch.text, cfg.lm.special_token)
+        loss = nll.mean()
+    grad_norm = optimizer_step(state.opt, loss, state.lm.parameters(), cfg.grad_clip, lr)
+    nll_k = [round(x, 4) for x in nll.tolist()]
+    return {"loss": loss.item(), "nll_per_codebook": nll_k, "grad_norm": grad_norm, "lr": lr}
 
 
 @torch.no_grad()
@@ -113,10 +180,9 @@ def evaluate(lm: AudioLM, data: TokenData, indices: list[int], cfg: Config, devi
         idx = indices[start : start + cfg.batch_size]
         codes = data.codes[idx].to(device)
         text = data.text_states(idx, device)
-        null = TextStates(text.states, torch.zeros_like(text.mask))
         with autocast():
-            true_nll += lm_loss(lm, codes, text).float().cpu() * len(idx)
-            null_nll += lm_loss(lm, codes, null).float().cpu() * len(idx)
+            true_nll += lm_loss(lm, codes, text, cfg.lm.special_token).float().cpu() * len(idx)
+            null_nll += lm_loss(lm, codes, text.null(), cfg.lm.special_token).float().cpu() * len(idx)
         n += len(idx)
     lm.train()
     true_nll, null_nll = true_nll / n, null_nll / n
@@ -155,72 +221,42 @@ def export(cfg: Config, lm: AudioLM, metrics: dict, step: int) -> None:
 
 
 def main(cfg: Config) -> dict:
-    device = torch.device(
-        "cuda"
-        if cfg.device == "auto" and torch.cuda.is_available()
-        else ("cpu" if cfg.device == "auto" else cfg.device)
-    )
-    use_amp = cfg.amp and device.type == "cuda"
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)  # noqa: E731
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, cfg.out / "config.yaml")
-    torch.manual_seed(cfg.seed)
-    data = TokenData.load(cfg.data)
-    train_idx, val_idx = data.split("train"), data.split("valid")
-    lm = AudioLM(cfg.lm).to(device)
-    decay = [p for n, p in lm.named_parameters() if p.dim() >= 2 and "embeddings" not in n]
-    no_decay = [p for n, p in lm.named_parameters() if not (p.dim() >= 2 and "embeddings" not in n)]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-        fused=device.type == "cuda",
-    )
-    step, extra, log = resume_or_start(cfg.out, {"lm": lm}, {"opt": opt})
-    best = extra.get("best", {"val_nll": float("inf")})
-    g = torch.Generator().manual_seed(cfg.seed * 7919 + step)
-    print(
-        f"LM {lm.num_parameters / 1e6:.1f}M parameters on {device}; {len(train_idx)} train / {len(val_idx)} valid clips"
-    )
-    start, bar = time.time(), tqdm(total=cfg.steps, initial=step, desc="lm", unit="step", disable=None)
-    budget = StepBudget(cfg.time_budget_min, sync=torch.cuda.synchronize if device.type == "cuda" else None)
+    state = setup(cfg)
+    dist, lm = state.dist, state.lm
+    if dist.is_main:
+        print(
+            f"LM {lm.num_parameters / 1e6:.1f}M parameters on {dist.device} x {dist.world}; "
+            f"{len(state.train_idx)} train / {len(state.val_idx)} valid clips"
+        )
+    start, bar = time.time(), progress_bar("lm", cfg.steps, state.step, dist)
+    sync = torch.cuda.synchronize if dist.device.type == "cuda" else None
+    budget = StepBudget(cfg.time_budget_min, sync=sync, dist=dist)
     lm.train()
-    while step < cfg.steps:
-        idx = torch.randint(0, len(train_idx), (cfg.batch_size,), generator=g).tolist()
-        idx = [train_idx[i] for i in idx]
-        codes = data.codes[idx].to(device, non_blocking=True)
-        text = drop_condition(data.text_states(idx, device), cfg.cond_dropout, g)
-        with autocast():
-            nll = lm_loss(lm, codes, text)
-            loss = nll.mean()
-        grad_norm = optimizer_step(opt, loss, lm.parameters(), cfg.grad_clip, lr_at(cfg, step))
-        step += 1
-        bar.update(1)
-        cfg.steps = bar.total = budget.update(step, cfg.steps)
-        if step % cfg.log_every == 0:
-            log.write(
-                {
-                    "step": step,
-                    "loss": loss.item(),
-                    "nll_per_codebook": [round(x, 4) for x in nll.tolist()],
-                    "grad_norm": float(grad_norm),
-                    "lr": lr_at(cfg, step - 1),
-                    "elapsed_s": time.time() - start,
-                }
-            )
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        stop = out_of_time(start, cfg.time_limit_min)
-        if step % cfg.eval_every == 0 or step == cfg.steps or stop:
-            metrics = {"step": step, **evaluate(lm, data, val_idx, cfg, device, autocast)}
-            log.write(metrics)
-            print(json.dumps(metrics))
-            if metrics["val_nll"] < best["val_nll"]:
-                best = metrics
-                export(cfg, lm, metrics, step)
-        if end_step(cfg.out, {"lm": lm}, {"opt": opt}, step, cfg.steps, cfg.save_every, stop, {"best": best}):
-            break
-    bar.close()
-    (cfg.out / "metrics.json").write_text(
-        json.dumps({"best": best, "last_step": step, "params": lm.num_parameters}, indent=2)
-    )
-    return best
+    try:
+        while state.step < cfg.steps:
+            metrics = dist.mean(step(state, next_batch(state)))
+            state.step += 1
+            bar.update(1)
+            cfg.steps = bar.total = budget.update(state.step, cfg.steps)
+            if state.step % cfg.log_every == 0:
+                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+            stop = out_of_time(start, cfg.time_limit_min, dist)
+            if dist.is_main and (state.step % cfg.eval_every == 0 or state.step == cfg.steps or stop):
+                val = {"step": state.step, **evaluate(lm, state.data, state.val_idx, cfg, dist.device, state.autocast)}
+                state.log.write(val)
+                print(json.dumps(val))
+                if val["val_nll"] < state.best["val_nll"]:
+                    state.best = val
+                    export(cfg, lm, val, state.step)
+            modules, extra = {"lm": lm}, {"best": state.best}
+            if end_step(cfg.out, modules, {"opt": state.opt}, state.step, cfg.steps, cfg.save_every, stop, extra, dist):
+                break
+        bar.close()
+        if dist.is_main:
+            summary = {"best": state.best, "last_step": state.step, "params": lm.num_parameters}
+            (cfg.out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        dist.barrier()
+    finally:
+        distributed.close(dist)
+    return state.best

@@ -9,7 +9,9 @@ features -> model -> (resume) -> loop: balanced batches (half clean crops, half 
 degradation type drawn uniformly), random 4 s crops and gain, binary cross-entropy -> save
 ``out/model`` -> evaluate on the TEST split: every test clip clean (positive) and once per
 degradation type with fresh random severities (negatives) -> ROC AUC overall and per type ->
-``out/metrics.json``.
+``out/metrics.json``. In code: ``setup`` (the data above, model, optimiser, resume) ->
+``next_batch`` -> ``step`` -> ``main``; under ``torchrun`` each rank takes its share of the clean and
+of the degraded half of the global batch.
 """
 
 from __future__ import annotations
@@ -24,15 +26,25 @@ import numpy as np
 import soundfile as sf
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
-from models.embedder import pick_device
+from evaluation.scorer_metrics import roc_auc
 from models.errors import InputError
 from models.quality import DEGRADATIONS, QualityConfig, QualityModel, degrade
+from musicrl import distributed
+from musicrl.clip_features import crop_batch, log_features, map_clips, param_groups
 from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.recipes.embedder import crop_batch, log_features, lr_at, map_clips, param_groups
-from musicrl.train_state import end_step, optimizer_step, out_of_time, resume_or_start
+from musicrl.train_state import (
+    JsonlLog,
+    end_step,
+    lr_at,
+    optimizer_step,
+    out_of_time,
+    progress_bar,
+    resume_or_start,
+)
 
 
 @dataclass
@@ -126,14 +138,6 @@ def load_extra_negatives(dirs: list[Path], sr: int, test_fraction: float) -> tup
 # ----------------------------------------------------------------------------- metrics
 
 
-def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(score of a random positive > score of a random negative), ties counted ½ (Mann–Whitney)."""
-    pos, neg = np.asarray(pos, np.float64)[:, None], np.asarray(neg, np.float64)[None, :]
-    if pos.size == 0 or neg.size == 0:
-        return float("nan")
-    return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
-
-
 def score_clips(model: QualityModel, clips: list[np.ndarray], batch: int = 16) -> np.ndarray:
     return torch.cat([s.cpu() for s in map_clips(model.score, clips, batch)]).numpy()
 
@@ -181,20 +185,45 @@ def evaluate(model: QualityModel, cfg: Config, extra_test: list[np.ndarray]) -> 
 # ----------------------------------------------------------------------------- training
 
 
+@dataclass
+class State:
+    cfg: Config
+    dist: distributed.Dist
+    model: QualityModel
+    ddp: nn.Module  # model, or its DDP wrapper: the training forward
+    opt: torch.optim.Optimizer
+    pos: list[torch.Tensor]  # raw log features [C, T] of clean clips (fp16)
+    neg: list[torch.Tensor]  # ... of degraded crops and extra negatives
+    by_kind: dict[str, list[int]]  # degradation -> indices into neg
+    extra_test: list[np.ndarray]  # held-out extra negatives (waveforms), for the evaluation
+    g: torch.Generator  # the global batch stream (every rank alike)
+    step: int
+    log: JsonlLog
+
+
+@dataclass
+class Batch:
+    """This rank's share: raw log-feature crops [b, C, frames] (clean first) and labels [b] (1 = clean)."""
+
+    crops: torch.Tensor
+    labels: torch.Tensor
+
+
 def build_model(cfg: Config) -> QualityModel:
     torch.manual_seed(cfg.seed)
     return QualityModel(cfg.model)
 
 
-def main(cfg: Config) -> dict:
+def setup(cfg: Config) -> State:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     unknown = sorted(set(cfg.degradations) - set(DEGRADATIONS))
     if unknown or not cfg.degradations:
         raise InputError(f"unknown degradation {unknown[0]!r}" if unknown else "degradations is empty")
-    device = pick_device(cfg.device)
+    dist = distributed.init_distributed(cfg.device)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, cfg.out / "config.yaml")
+    if dist.is_main:
+        dump_config(cfg, cfg.out / "config.yaml")
     model = build_model(cfg)
     sr = model.sample_rate
     clips, records = load_split_audio(cfg.corpus, "train", sr, cfg.max_clips)
@@ -209,61 +238,77 @@ def main(cfg: Config) -> dict:
     del neg_wavs
     by_kind = {k: [i for i, x in enumerate(kinds) if x == k] for k in dict.fromkeys(kinds)}
     model.frontend.fit_stats(torch.cat([f.float() for f in pos[:1000]], -1)[None])
-
-    model.to(device)
+    model.to(dist.device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    step, _, log = resume_or_start(cfg.out, {"model": model}, {"opt": opt})
+    step, _, log = resume_or_start(cfg.out, {"model": model}, {"opt": opt}, dist)
     g = torch.Generator().manual_seed(cfg.seed * 1000 + step)
-    frames = cfg.model.frontend.frames(cfg.model.segment_s)
+    ddp = distributed.wrap(model, dist)
+    return State(cfg, dist, model, ddp, opt, pos, neg, by_kind, extra_test, g, step, log)
+
+
+def next_batch(state: State) -> Batch:
+    """Half clean crops, half degraded ones (the degradation type drawn uniformly), random crops and
+    gain; this rank's share of each half."""
+    cfg, g, shard = state.cfg, state.g, state.dist.shard
     half = max(1, cfg.batch_size // 2)
-    names = list(by_kind)
-    start, bar = time.time(), tqdm(total=cfg.steps, initial=step, desc="quality", unit="step", disable=None)
-    while step < cfg.steps:
-        model.train()
-        pos_idx = torch.randint(0, len(pos), (half,), generator=g).tolist()
-        neg_idx = []
-        for kind_i in torch.randint(0, len(names), (half,), generator=g).tolist():
-            items = by_kind[names[kind_i]]
-            neg_idx.append(items[int(torch.randint(0, len(items), (1,), generator=g))])
-        x = torch.cat(
-            [crop_batch(pos, pos_idx, frames, cfg.gain_db, g), crop_batch(neg, neg_idx, frames, cfg.gain_db, g)]
-        )
-        y = torch.cat([torch.ones(half), torch.zeros(half)]).to(device)
-        logits = model.logits_from_features(model.frontend.normalise(x.to(device)))
-        loss = F.binary_cross_entropy_with_logits(logits, y)
-        lr = lr_at(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
-        optimizer_step(opt, loss, model.parameters(), cfg.grad_clip, lr)
-        step += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            log.write(
-                {
-                    "step": step,
-                    "loss": loss.item(),
-                    "acc": float(((logits > 0).float() == y).float().mean()),
-                    "lr": lr,
-                    "elapsed_s": time.time() - start,
-                }
-            )
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        stop = out_of_time(start, cfg.time_limit_min)
-        if end_step(cfg.out, {"model": model}, {"opt": opt}, step, cfg.steps, cfg.save_every, stop):
-            break
-    bar.close()
-    model.eval()
-    trained_on = {
-        "positives": f"{len(pos)} clean train-split corpus clips (random {cfg.model.segment_s} s crops)",
-        "negatives": {k: len(v) for k, v in by_kind.items()},
-        "negative_crop_s": cfg.pool_crop_s,
-        "extra_negative_dirs": [str(d) for d in cfg.extra_negatives],
-    }
-    model.save(cfg.out / "model", extra={"step": step, "recipe": "quality", "trained_on": trained_on})
-    metrics = {
-        "step": step,
-        "params": sum(p.numel() for p in model.parameters()),
-        "trained_on": trained_on,
-        **evaluate(model, cfg, extra_test),
-    }
-    (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    print(json.dumps(metrics))
+    frames = cfg.model.frontend.frames(cfg.model.segment_s)
+    pos_idx = torch.randint(0, len(state.pos), (half,), generator=g).tolist()
+    names, neg_idx = list(state.by_kind), []
+    for kind_i in torch.randint(0, len(names), (half,), generator=g).tolist():
+        items = state.by_kind[names[kind_i]]
+        neg_idx.append(items[int(torch.randint(0, len(items), (1,), generator=g))])
+    pos = shard(crop_batch(state.pos, pos_idx, frames, cfg.gain_db, g), "batch_size / 2")
+    neg = shard(crop_batch(state.neg, neg_idx, frames, cfg.gain_db, g), "batch_size / 2")
+    labels = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])
+    return Batch(torch.cat([pos, neg]).to(state.dist.device), labels.to(state.dist.device))
+
+
+def step(state: State, batch: Batch) -> dict:
+    """One binary cross-entropy update (clean = 1)."""
+    cfg, model = state.cfg, state.model
+    model.train()
+    logits = state.ddp(model.frontend.normalise(batch.crops))
+    loss = F.binary_cross_entropy_with_logits(logits, batch.labels)
+    lr = lr_at(state.step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
+    optimizer_step(state.opt, loss, model.parameters(), cfg.grad_clip, lr)
+    distributed.average_buffers(model, state.dist)
+    return {"loss": loss.item(), "acc": float(((logits > 0).float() == batch.labels).float().mean()), "lr": lr}
+
+
+def main(cfg: Config) -> dict:
+    state = setup(cfg)
+    dist, model = state.dist, state.model
+    start, bar = time.time(), progress_bar("quality", cfg.steps, state.step, dist)
+    try:
+        while state.step < cfg.steps:
+            metrics = dist.mean(step(state, next_batch(state)))
+            state.step += 1
+            bar.update(1)
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+            stop = out_of_time(start, cfg.time_limit_min, dist)
+            modules, optimizers = {"model": model}, {"opt": state.opt}
+            if end_step(cfg.out, modules, optimizers, state.step, cfg.steps, cfg.save_every, stop, dist=dist):
+                break
+        bar.close()
+        metrics = {"step": state.step}
+        if dist.is_main:
+            model.eval()
+            trained_on = {
+                "positives": f"{len(state.pos)} clean train-split corpus clips (random {cfg.model.segment_s} s crops)",
+                "negatives": {k: len(v) for k, v in state.by_kind.items()},
+                "negative_crop_s": cfg.pool_crop_s,
+                "extra_negative_dirs": [str(d) for d in cfg.extra_negatives],
+            }
+            lineage = {"step": state.step, "recipe": "quality", "trained_on": trained_on}
+            model.save(cfg.out / "model", lineage=lineage)
+            params = sum(p.numel() for p in model.parameters())
+            metrics = {"step": state.step, "params": params, "trained_on": trained_on}
+            metrics.update(evaluate(model, cfg, state.extra_test))
+            (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+            print(json.dumps(metrics))
+        dist.barrier()
+    finally:
+        distributed.close(dist)
     return metrics
