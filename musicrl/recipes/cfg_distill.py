@@ -148,7 +148,7 @@ def step(state: State, batch: Batch) -> dict[str, float]:
         metrics.update(diversity=reward.mean().item(), pg=pg.item(), adv_abs=advantages.abs().mean().item())
     grad_norm = optimizer_step(state.opt, loss, state.gen.lm.parameters(), cfg.grad_clip)
     state.gen.lm.eval()
-    return {"loss": loss.item(), **metrics, "grad_norm": grad_norm}
+    return {"loss": loss.item(), **metrics, "grad_norm": grad_norm, "rank_rows": len(rollout.prompts)}
 
 
 def main(cfg: Config) -> dict:

@@ -168,7 +168,8 @@ def step(state: State, batch: Batch) -> dict:
         loss = nll.mean()
     grad_norm = optimizer_step(state.opt, loss, state.lm.parameters(), cfg.grad_clip, lr)
     nll_k = [round(x, 4) for x in nll.tolist()]
-    return {"loss": loss.item(), "nll_per_codebook": nll_k, "grad_norm": grad_norm, "lr": lr}
+    rows = batch.codes.shape[0]  # this rank's share of the global batch
+    return {"loss": loss.item(), "nll_per_codebook": nll_k, "grad_norm": grad_norm, "lr": lr, "rank_rows": rows}
 
 
 @torch.no_grad()
