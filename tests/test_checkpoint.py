@@ -72,3 +72,35 @@ def test_directory_without_model(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(InputError, match="not a MusicGen"):
         load_generator(tmp_path)
+
+
+def test_every_module_file_is_one_self_describing_format(tmp_path):
+    """The shipped files (version 1: three header styles) load; what we write now is version 2 with
+    format, kind, version, config and lineage; a header of another kind is refused."""
+    from models.audio_tower import FrontendConfig, TowerConfig
+    from models.module_io import read_header
+    from models.quality import QualityConfig, QualityModel
+    from models.registry import ASSETS_DIR
+    from models.spectral_codec import SpectralCodec, SpectralCodecConfig
+
+    for kind, stem, folder in [
+        ("embedder", "embedder", "embedder"),
+        ("quality", "quality", "quality"),
+        ("judges", "judges", "judges"),
+        ("spectral-codec", "codec", "default/codec"),
+        ("generator", "musicrl", "default"),
+    ]:
+        header = read_header(ASSETS_DIR / folder / f"{stem}.json", kind)
+        assert header.kind == kind and header.version == 1 and header.config
+    assert read_header(ASSETS_DIR / "default" / "musicrl.json", "generator").lineage["recipe"] == "lm"
+    tiny = QualityConfig(FrontendConfig(n_mels=8, chroma=False), TowerConfig(widths=[4], blocks=1, out=4))
+    QualityModel(tiny).save(tmp_path / "q", lineage={"step": 3, "recipe": "quality"})
+    meta = json.loads((tmp_path / "q" / "quality.json").read_text())
+    assert sorted(meta) == ["config", "format", "kind", "lineage", "version"]
+    assert (meta["format"], meta["kind"], meta["version"]) == ("musicrl", "quality", 2)
+    assert meta["lineage"] == {"step": 3, "recipe": "quality"} and QualityModel.load(tmp_path / "q").cfg == tiny
+    codec = SpectralCodec(SpectralCodecConfig(width=8, latent_dim=4, num_blocks=1, codebook_size=4))
+    codec.save(tmp_path / "codec", lineage={"step": 5})
+    assert SpectralCodec.load_with_header(tmp_path / "codec")[1].lineage == {"step": 5}
+    with pytest.raises(InputError, match="not a 'embedder'"):
+        read_header(tmp_path / "q" / "quality.json", "embedder")
