@@ -212,13 +212,28 @@ class ModelRegistry:
             name=entry.id,
             checkpoint_hash=f"lerp({gen_a.checkpoint_hash},{gen_b.checkpoint_hash},{lam:.2f})",
             max_duration=min(gen_a.max_duration, gen_b.max_duration),
-            cfg_free=entry.cfg_free or (gen_a.cfg_free and gen_b.cfg_free),
+            cfg_free=self.is_cfg_free(entry.id),
             meta={"merge": {"a": entry.merge.a, "b": entry.merge.b, "lam": lam}},
         )
 
+    def _ends(self, entry: RegistryEntry) -> list[MusicGenerator]:
+        """The loaded model(s) an entry is built from: its own, or a merge's two ends."""
+        refs = [entry.path or ""] if entry.merge is None else [self._source(entry.merge.a), self._source(entry.merge.b)]
+        return [self._load_source(ref) for ref in refs]
+
     def is_cfg_free(self, model_id: str) -> bool:
-        """True when the entry says so or the checkpoint does (which loads the model)."""
-        return self.get(model_id).cfg_free or self.load(model_id).cfg_free
+        """True when the entry says so or its checkpoint(s) do (a merge: both ends). Loads the model(s)."""
+        entry = self.get(model_id)
+        return entry.cfg_free or all(gen.cfg_free for gen in self._ends(entry))
+
+    def max_duration(self, model_id: str) -> float:
+        """Seconds of audio the entry can make (a merge: the shorter of its two ends). Loads the model(s)."""
+        return min(gen.max_duration for gen in self._ends(self.get(model_id)))
+
+    def effective_cfg(self, model_id: str, requested: float) -> float:
+        """The guidance scale ``model_id`` is sampled with: 1 (no guidance, the unconditional pass
+        skipped) for a CFG-free model, else ``requested``. The one place this rule is written."""
+        return 1.0 if self.is_cfg_free(model_id) else float(requested)
 
     def cached_merges(self) -> list[tuple[str, float]]:
         with self._lock:

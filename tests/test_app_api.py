@@ -6,6 +6,7 @@ One server for the module: debug models, 0.5 s clips, a 1 s listening gate, rank
 from __future__ import annotations
 
 import socket
+import time
 import wave
 
 import httpx
@@ -13,7 +14,9 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from app.main import build_services, serve
+from app.main import serve
+from app.services import build_services
+from app.transfer import export_preferences
 
 REGISTRY = """
 models:
@@ -50,18 +53,20 @@ def test_build_ui_without_launch_has_the_stable_api_names(tmp_path):
     try:
         demo = build_ui(services)
         public = {f.api_name for f in demo.fns.values() if f.api_visibility == "public"}
-        assert public == {"generate", "new_pair", "vote", "leaderboard"}
+        assert public == {"generate", "new_pair", "vote", "leaderboard", "export"}
+        # every event that runs Python is one of them: the rest of the page is JavaScript only
+        assert {f.api_name for f in demo.fns.values() if f.fn is not None} == public
     finally:
         services.close()
 
 
 def test_api_names_and_parameters(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/new_pair", "/vote", "/leaderboard"}
+    assert set(endpoints) == {"/generate", "/new_pair", "/vote", "/leaderboard", "/export"}
     names = lambda ep: [p["parameter_name"] for p in endpoints[ep]["parameters"]]  # noqa: E731
     assert names("/generate") == ["prompt", "model_id", "duration", "variations", "cfg", "temperature", "top_k",
                                   "seed", "quality_diversity"]
-    assert names("/vote") == ["pair_id", "choice", "listened_a", "listened_b", "feedback", "rater_id"]
+    assert names("/vote") == ["pair_token", "choice", "listened_a", "listened_b", "feedback", "rater_id"]
 
 
 def test_generate_returns_audio_spectrograms_and_metadata(client):
@@ -96,25 +101,28 @@ def test_generate_bad_inputs_get_clear_errors(client, args, message):
 
 
 def test_arena_round_trip_gate_replay_and_other_session(server, client):
-    audio_a, audio_b, pair_id, prompt = client.predict("", api_name="/new_pair")
-    assert prompt and pair_id and audio_a != audio_b
+    audio_a, audio_b, token, prompt = client.predict("", api_name="/new_pair")
+    assert prompt and "." in token and audio_a != audio_b
     with pytest.raises(AppError, match="listen to both clips for at least 1 s"):
-        client.predict(pair_id, "a", 0.4, 3.0, "", "rater-1", api_name="/vote")
+        client.predict(token, "a", 0.4, 0.5, "", "rater-1", api_name="/vote")
+    with pytest.raises(AppError, match="listening takes at least 0.5 s"):  # the clips last 0.5 s: too soon
+        client.predict(token, "a", 0.5, 0.5, "", "rater-1", api_name="/vote")
+    time.sleep(0.6)
     stranger = Client(server.url, verbose=False)
     with pytest.raises(AppError, match="issued to another session"):
-        stranger.predict(pair_id, "a", 3.0, 3.0, "", "rater-2", api_name="/vote")
-    reveal, vote = client.predict(pair_id, "b", 1.5, 2.0, "B is warmer", "rater-1", api_name="/vote")
-    assert vote["pair_id"] == pair_id and vote["choice"] == "b"
+        stranger.predict(token, "a", 0.5, 0.5, "", "rater-2", api_name="/vote")
+    reveal, vote = client.predict(token, "b", 0.5, 0.5, "B is warmer", "rater-1", api_name="/vote")
+    assert vote["pair_id"] == token.split(".")[0] and vote["choice"] == "b"
     assert {vote["model_a"], vote["model_b"]} == {"alpha", "beta"} and vote["name_a"] in reveal
     with pytest.raises(AppError, match="already been voted"):
-        client.predict(pair_id, "a", 3.0, 3.0, "", "rater-1", api_name="/vote")
+        client.predict(token, "a", 0.5, 0.5, "", "rater-1", api_name="/vote")
     with pytest.raises(AppError, match="does not exist"):
-        client.predict("forged-pair-id", "a", 3.0, 3.0, "", "rater-1", api_name="/vote")
+        client.predict("forged.pair-token", "a", 0.5, 0.5, "", "rater-1", api_name="/vote")
     summary, table, picture = client.predict(api_name="/leaderboard")
     assert "vote(s)" in summary and open(picture, "rb").read(4) == b"\x89PNG"
     assert {row[1].split(" (")[0] for row in table["data"]} == {"Alpha", "Beta"}
-    row = next(server.services.store.export_preferences())
-    assert (row["pair_id"], row["rater_id"], row["feedback"]) == (pair_id, "rater-1", "B is warmer")
+    row = next(export_preferences(server.services.store))
+    assert (row["pair_id"], row["rater_id"], row["feedback"]) == (token.split(".")[0], "rater-1", "B is warmer")
 
 
 def test_malformed_calls_get_errors_and_the_server_stays_up(server, client):

@@ -11,27 +11,41 @@ import math
 import os
 import uuid
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from random import Random
 
 import pytest
 import torch
 
+from app.admin import AdminService
+from app.arena import ArenaService
+from app.generation import GenerationRequest, GenerationService
+from app.leaderboard import LeaderboardService
+from app.limits import Caller, Rate, RateLimited, RateLimiter, RateLimits
 from app.registry import MergeSpec, ModelRegistry, RegistryEntry, default_registry, load_source, snap_lambda
-from app.service import (
-    AdminService,
-    ArenaService,
-    GenerationRequest,
-    GenerationService,
-    LeaderboardService,
-    clean_prompt,
-)
 from app.store import VoteRejected, open_store
+from app.transfer import export_preferences
+from app.validation import clean_prompt
 from models.debug import debug_generator
 from models.errors import InputError
 from models.registry import DEFAULT_DIR
 from models.sampling import SamplingParams
 
-DUR = 0.2  # seconds of audio per test clip (10 frames of the debug codec)
+DUR = 0.2  # seconds of audio per test clip (10 frames of the debug codec): the listening gate is its length
+S1, S2 = Caller("session-1", "10.0.0.1"), Caller("session-2", "10.0.0.2")
+
+
+class Clock:
+    """The server's clock for votes, moved forward by hand (pairs are issued at the real time)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> datetime:
+        return datetime.now(timezone.utc) + timedelta(seconds=self.offset)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
 
 REGISTRY_YAML = """
 models:
@@ -189,11 +203,13 @@ def test_clean_prompt_normalises_whitespace():
     assert clean_prompt("  calm \n piano\t") == "calm piano"
 
 
-def test_validate_fills_seeds_and_forces_cfg_for_cfg_free(generation):
+def test_validate_fills_seeds_and_forces_cfg_for_cfg_free(generation, registry):
     req = generation.validate("a", " calm  piano ", DUR, cfg=4, top_k=10, seed=41, variations=3)
     assert (req.prompt, req.seeds, req.params.cfg, req.params.top_k, req.lam) == ("calm piano", (41, 42, 43), 4, 10,
                                                                                   None)
     assert generation.validate("b", "x", DUR, cfg=4).params.cfg == 1.0  # CFG-free: no guidance
+    assert registry.effective_cfg("b", 4) == 1.0 and registry.effective_cfg("a", 4) == 4.0
+    assert registry.max_duration("mix") == min(registry.max_duration("a"), registry.max_duration("b"))
     assert generation.validate("mix", "x", DUR, lam=0.33).lam == 0.35
     assert generation.validate("mix", "x", DUR).lam == 0.25
     random_seed = generation.validate("a", "x", DUR, seed=-1, variations=2).seeds
@@ -254,8 +270,14 @@ def test_generate_stores_content_addressed_clips_and_spectrograms(generation, st
 
 
 @pytest.fixture
-def arena(registry, generation, store):
-    return ArenaService(registry, generation, store, min_listen_s=5.0, duration=DUR, rng=Random(0))
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def arena(registry, generation, store, clock):
+    return ArenaService(registry, generation, store, min_listen_s=5.0, duration=DUR, rng=Random(0),
+                        limiter=RateLimiter(RateLimits.unlimited()), clock=clock)
 
 
 def test_arena_draws_distinct_models_uniformly_with_random_sides(arena):
@@ -264,51 +286,104 @@ def test_arena_draws_distinct_models_uniformly_with_random_sides(arena):
     assert max(draws.values()) / min(draws.values()) < 1.3  # 6 ordered pairs, ~500 each
 
 
-def test_arena_pair_vote_gate_replay_and_reveal(arena, store):
-    pair = arena.new_pair("session-1", "")
+def test_arena_pair_vote_token_gate_replay_and_reveal(arena, store, clock):
+    pair = arena.new_pair(S1, "")
     assert pair.prompt in arena.prompts and pair.audio_a != pair.audio_b and pair.audio_a.is_file()
-    record = store.get_pair(pair.pair_id)
-    assert record.session_id == "session-1"
+    pair_id = pair.token.split(".")[0]
+    record = store.get_pair(pair_id)
+    assert record.session_id == "session-1" and pair.duration_a == pair.duration_b == DUR
     models = {store.get_clip(record.clip_a).model_id, store.get_clip(record.clip_b).model_id}
     assert len(models) == 2
-    with pytest.raises(VoteRejected, match="at least 5 s") as info:
-        arena.vote(pair.pair_id, "session-1", "a", "rater", 4.9, 6.0)
+    with pytest.raises(VoteRejected, match="came 0.0 s after") as info:  # the clips last 0.2 s: not yet heard
+        arena.vote(S1, pair.token, "a", "rater", DUR, DUR)
+    assert info.value.code == "too_soon"
+    clock.advance(1.0)
+    with pytest.raises(VoteRejected, match=r"at least 5 s \(or the whole clip when shorter\)") as info:
+        arena.vote(S1, pair.token, "a", "rater", 0.19, DUR)
     assert info.value.code == "not_listened" and store.vote_count() == 0
+    with pytest.raises(VoteRejected, match="not possible"):
+        arena.vote(S1, pair.token, "a", "rater", 1e9, DUR)
     with pytest.raises(VoteRejected, match="another session"):
-        arena.vote(pair.pair_id, "session-2", "a", "rater", 6.0, 6.0)
-    outcome = arena.vote(pair.pair_id, "session-1", "b", " rater ", 6.0, 7.0, " nice ")
+        arena.vote(S2, pair.token, "a", "rater", DUR, DUR)
+    with pytest.raises(VoteRejected, match="does not exist"):  # the public half alone, or a wrong secret
+        arena.vote(S1, pair_id, "a", "rater", DUR, DUR)
+    with pytest.raises(VoteRejected, match="does not exist"):
+        arena.vote(S1, pair_id + ".x" + pair.token.split(".")[1][1:], "a", "rater", DUR, DUR)
+    outcome = arena.vote(S1, pair.token, "b", " rater ", DUR, 1.0, " nice \n\n try again ")
     assert {outcome.model_a, outcome.model_b} == models and outcome.name_a == arena.registry.display_name(
         outcome.model_a)
     with pytest.raises(VoteRejected, match="already been voted"):
-        arena.vote(pair.pair_id, "session-1", "a", "rater", 6.0, 6.0)
-    row = next(store.export_preferences())
-    assert (row["rater_id"], row["feedback"], row["listened_b_s"]) == ("rater", "nice", 7.0)
+        arena.vote(S1, pair.token, "a", "rater", DUR, DUR)
+    row = next(export_preferences(store))
+    assert (row["rater_id"], row["feedback"], row["listened_b_s"]) == ("rater", "nice\n\ntry again", 1.0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("feedback", "fine \x1b[2J cleared", "feedback contains 1 control"),
+        ("feedback", "nul\x00", "feedback contains 1 control"),
+        ("feedback", "evil \u202e txt.exe", "feedback contains 1 control"),
+        ("feedback", "x" * 2001, "feedback has 2001 characters; the maximum is 2000"),
+        ("rater_id", "rater one", "rater id must be"),
+        ("rater_id", "../../etc", "rater id must be"),
+        ("rater_id", "r" * 65, "rater id must be"),
+        ("rater_id", "\x1b[31mred", "rater id must be"),
+    ],
+)
+def test_vote_texts_are_cleaned_like_prompts(arena, store, clock, field, value, message):
+    pair = arena.new_pair(S1, "calm piano")
+    clock.advance(1.0)
+    args = {"feedback": "", "rater_id": "r-1"} | {field: value}
+    with pytest.raises(InputError, match=message):
+        arena.vote(S1, pair.token, "a", args["rater_id"], DUR, DUR, args["feedback"])
+    assert store.vote_count() == 0
 
 
 def test_arena_refuses_bad_requests(arena, registry, generation, store):
     with pytest.raises(InputError, match="no session"):
-        arena.new_pair(None, "x")
+        arena.new_pair(Caller("", "10.0.0.1"), "x")
     with pytest.raises(InputError, match="control or binary"):
-        arena.new_pair("s", "\x00\x07")
+        arena.new_pair(S1, "\x00\x07")
     with pytest.raises(VoteRejected, match="no pair"):
-        arena.vote("", "s", "a")
+        arena.vote(S1, "", "a")
     lonely = ArenaService(ModelRegistry([registry.get("a")]), generation, store)
     assert "compares two different models" in lonely.unavailable_reason
     with pytest.raises(InputError, match="compares two different models"):
-        lonely.new_pair("s", "x")
+        lonely.new_pair(S1, "x")
+
+
+def test_rate_limits_per_session_and_per_address(registry, generation, store):
+    limits = RateLimits(pair=(Rate(2, 60.0), Rate(3, 60.0)), vote=(Rate(1, 60.0), Rate(0, 60.0)))
+    arena = ArenaService(registry, generation, store, duration=DUR, limiter=RateLimiter(limits))
+    arena.new_pair(S1, "x")
+    arena.new_pair(S1, "x")
+    with pytest.raises(RateLimited, match="too many new pairs from this session"):
+        arena.new_pair(S1, "x")
+    neighbour = Caller("session-3", S1.address)  # a new session from the same address
+    arena.new_pair(neighbour, "x")
+    with pytest.raises(RateLimited, match="from your network address") as info:
+        arena.new_pair(neighbour, "x")
+    assert 0 < info.value.retry_after_s <= 60
+    with pytest.raises(VoteRejected):
+        arena.vote(S2, "forged.token", "a")  # counted, then refused
+    with pytest.raises(RateLimited, match="too many votes"):
+        arena.vote(S2, "forged.token", "a")
+    assert store.counts()["pairs"] == 3 and store.vote_count() == 0
 
 
 # ----------------------------------------------------------------------------- leaderboard and admin
 
 
-def test_leaderboard_ratings_threshold_and_win_rate_picture(arena, registry, store):
+def test_leaderboard_ratings_threshold_and_win_rate_picture(arena, registry, store, clock):
     board = LeaderboardService(store, registry, min_votes=2, n_boot=200)
     empty = board.view()
     assert empty.total_votes == 0 and empty.rows == [] and len(empty.provisional) == 3
     assert empty.win_rate_png is None
     for i in range(3):
-        pair = arena.new_pair(f"s{i}", "calm piano")
-        arena.vote(pair.pair_id, f"s{i}", "a", None, 5, 5)
+        pair = arena.new_pair(Caller(f"s{i}", "10.0.0.9"), "calm piano")
+        clock.advance(1.0)
+        arena.vote(Caller(f"s{i}", "10.0.0.9"), pair.token, "a", None, DUR, DUR)
     view = board.view()
     assert view.total_votes == 3 and board.view() is view  # cached until the next vote
     votes = {r["model"]: r["votes"] for r in view.rows + view.provisional}
@@ -319,17 +394,27 @@ def test_leaderboard_ratings_threshold_and_win_rate_picture(arena, registry, sto
     assert view.win_rate_png.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_admin_export_needs_the_token(arena, store):
-    pair = arena.new_pair("s", "calm piano")
-    arena.vote(pair.pair_id, "s", "tie", "r", 5, 5)
+def test_admin_export_needs_the_token_and_limits_guesses(arena, store, clock, tmp_path):
+    pair = arena.new_pair(S1, "calm piano")
+    clock.advance(1.0)
+    arena.vote(S1, pair.token, "tie", "r", DUR, DUR)
     with pytest.raises(InputError, match="disabled"):
-        AdminService(store, None).export("anything")
-    admin = AdminService(store, "secret")
-    with pytest.raises(InputError, match="wrong admin token"):
-        admin.export("guess")
-    path, count = admin.export("secret")
+        AdminService(store, None).export(S1, "anything")
+    admin = AdminService(store, "secret", limiter=RateLimiter(RateLimits(admin=(Rate(0, 1.0), Rate(2, 600.0)))))
+    for _ in range(2):
+        with pytest.raises(InputError, match="wrong admin token"):
+            admin.export(S1, "guess")
+    with pytest.raises(RateLimited, match="too many wrong admin tokens"):
+        admin.export(Caller("another-session", S1.address), "secret")  # the address is locked
+    path, count = admin.export(S2, "secret")  # another address is not
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert count == 1 and rows[0]["outcome"] == "tie" and rows[0]["pair_id"] == pair.pair_id
+    assert count == 1 and rows[0]["outcome"] == "tie" and rows[0]["pair_id"] == pair.token.split(".")[0]
+    assert not path.is_relative_to(store.data_dir) and oct(path.parent.stat().st_mode)[-3:] == "700"
+    assert rows[0]["chosen_audio"].startswith("audio/") and str(store.data_dir) not in path.read_text()
+    second, _ = admin.export(S2, "secret")
+    assert not path.exists() and second.exists()  # the previous export is removed
+    admin.close()
+    assert not second.exists()
 
 
 @pytest.mark.skipif(not os.environ.get("MUSICRL_TEST_POSTGRES_URL"),
@@ -347,13 +432,16 @@ def test_arena_and_leaderboard_on_postgresql(registry, tmp_path):
     try:
         with open_store(url, tmp_path / "pg") as store:
             generation = GenerationService(registry, store)
-            arena = ArenaService(registry, generation, store, min_listen_s=5.0, duration=DUR, rng=Random(1))
-            pair = arena.new_pair("s", "calm piano")
+            clock = Clock()
+            arena = ArenaService(registry, generation, store, min_listen_s=5.0, duration=DUR, rng=Random(1),
+                                 clock=clock)
+            pair = arena.new_pair(S1, "calm piano")
+            clock.advance(1.0)
             with pytest.raises(VoteRejected, match="at least 5 s"):
-                arena.vote(pair.pair_id, "s", "a", None, 1.0, 9.0)
-            arena.vote(pair.pair_id, "s", "b", "r", 6.0, 6.0)
+                arena.vote(S1, pair.token, "a", None, 0.1, DUR)
+            arena.vote(S1, pair.token, "b", "r", DUR, DUR)
             with pytest.raises(VoteRejected, match="already been voted"):
-                arena.vote(pair.pair_id, "s", "a", "r", 6.0, 6.0)
+                arena.vote(S1, pair.token, "a", "r", DUR, DUR)
             assert LeaderboardService(store, registry, min_votes=1, n_boot=100).view().total_votes == 1
             generation.close()
     finally:

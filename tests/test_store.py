@@ -7,6 +7,7 @@ The PostgreSQL cases need a server: set MUSICRL_TEST_POSTGRES_URL (CI does, with
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import sqlite3
@@ -16,6 +17,7 @@ import threading
 import time
 import uuid
 import wave
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from app.store import FEEDBACK_MAX_CHARS, Store, VoteRejected, open_store
+from app.store import FEEDBACK_MAX_CHARS, IssuedPair, Store, VoteRejected, open_store
+from app.transfer import export_preferences, import_preferences
 from evaluation.ratings import Battle, fit_bradley_terry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +87,13 @@ def two_clips(store: Store, prompt: str = "calm piano", models: tuple[str, str] 
     return a, b
 
 
+def vote(store: Store, issued: IssuedPair, choice: str, rater_id: str | None = None, feedback: str = "",
+         session: str | None = None, listened: tuple[float, float] = (0.05, 0.05)):
+    """A vote cast 10 s after the pair was issued, having heard both 0.05 s clips in full."""
+    return store.record_vote(issued.token, session or issued.pair.session_id, choice, rater_id, *listened, feedback,
+                             now=issued.pair.issued_at + timedelta(seconds=10))
+
+
 def test_add_clip_is_content_addressed(store):
     first = store.add_clip("p", "m", "ck", {"temperature": 1.0}, 7, wav_bytes(5), 8000, 0.05)
     again = store.add_clip("p", "m2", "ck", {}, None, wav_bytes(5), 8000, 0.05)
@@ -102,24 +112,47 @@ def test_add_clip_is_content_addressed(store):
 
 def test_vote_accepted_and_feeds_ratings(store):
     a, b = two_clips(store)
-    pair = store.issue_pair(a.id, b.id, "session-1")
-    assert len(pair.id) >= 32 and pair.prompt == "calm piano"
-    vote = store.record_vote(pair.id, "session-1", "b", "rater-9", 6.0, 7.5, "nicer drums")
-    assert (vote.choice, vote.model_a, vote.model_b, vote.feedback) == ("b", "base", "rl", "nicer drums")
+    issued = store.issue_pair(a.id, b.id, "session-1")
+    pair_id, secret = issued.token.split(".")
+    assert pair_id == issued.pair.id and len(secret) >= 32 and issued.pair.prompt == "calm piano"
+    vote_ = vote(store, issued, "b", "rater-9", "nicer drums")
+    assert (vote_.choice, vote_.model_a, vote_.model_b, vote_.feedback) == ("b", "base", "rl", "nicer drums")
     assert store.vote_count() == 1
     assert store.battles() == [Battle("base", "rl", "b")]
     ratings = fit_bradley_terry(store.battles())
     assert ratings["rl"] > ratings["base"]
 
 
+def test_the_token_secret_is_stored_only_as_its_hash(store):
+    """A copy of the database cannot vote: it holds the pair id and the secret's sha256, not the secret."""
+    a, b = two_clips(store)
+    issued = store.issue_pair(a.id, b.id, "session-1")
+    secret = issued.token.split(".")[1]
+    with store.engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM pairs")).mappings().one()
+    assert secret not in str(dict(row)) and row["secret_sha256"] == __import__("hashlib").sha256(
+        secret.encode()).hexdigest()
+    with pytest.raises(VoteRejected, match="does not exist"):  # what a leaked database offers
+        store.record_vote(f"{row['id']}.{row['secret_sha256']}", row["session_id"], "a", None, 0.05, 0.05)
+
+
 REFUSALS = {
-    "forged pair id": (dict(pair_id="forged-0123456789abcdef"), "unknown_pair"),
+    "forged token": (dict(token="forged.0123456789abcdef"), "unknown_pair"),
+    "pair id without its secret": (dict(token="{pair_id}"), "unknown_pair"),
+    "wrong secret": (dict(token="{pair_id}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), "unknown_pair"),
     "other session": (dict(session_id="session-2"), "wrong_session"),
-    "clip A not listened": (dict(listened_a_s=4.9), "not_listened"),
+    "clip A not listened": (dict(listened_a_s=0.04), "not_listened"),
     "clip B not listened": (dict(listened_b_s=0.0), "not_listened"),
-    "NaN listening time": (dict(listened_b_s=float("nan")), "not_listened"),
+    "NaN listening time": (dict(listened_b_s=float("nan")), "invalid_listening"),
+    "infinite listening time": (dict(listened_a_s=float("inf")), "invalid_listening"),
+    "negative listening time": (dict(listened_a_s=-1.0), "invalid_listening"),
+    "text listening time": (dict(listened_a_s="6"), "invalid_listening"),
+    "more than the clip": (dict(listened_a_s=1e9), "implausible_listening"),
+    "1e308 seconds": (dict(listened_b_s=1e308), "implausible_listening"),
+    "too soon": (dict(after_s=0.01), "too_soon"),
     "invalid choice": (dict(choice="c"), "invalid_choice"),
     "feedback too long": (dict(feedback="x" * (FEEDBACK_MAX_CHARS + 1)), "feedback_too_long"),
+    "rater id too long": (dict(rater_id="r" * 129), "invalid_rater"),
 }
 
 
@@ -127,24 +160,26 @@ REFUSALS = {
 def test_vote_refusals_write_nothing(store, case):
     overrides, code = REFUSALS[case]
     a, b = two_clips(store)
-    pair = store.issue_pair(a.id, b.id, "session-1")
-    args = dict(pair_id=pair.id, session_id="session-1", choice="a", rater_id=None,
-                listened_a_s=5.0, listened_b_s=5.0, feedback="", min_listen_s=5.0) | overrides
+    issued = store.issue_pair(a.id, b.id, "session-1")
+    after = timedelta(seconds=overrides.pop("after_s", 10.0))
+    args = dict(token=issued.token, session_id="session-1", choice="a", rater_id=None, listened_a_s=0.05,
+                listened_b_s=0.05, feedback="", min_listen_s=5.0, now=issued.pair.issued_at + after) | overrides
+    args["token"] = args["token"].format(pair_id=issued.pair.id)
     with pytest.raises(VoteRejected) as info:
         store.record_vote(**args)
     assert info.value.code == code and str(info.value)
     assert store.vote_count() == 0
-    store.record_vote(pair.id, "session-1", "a", None, 5.0, 5.0)  # the honest vote still goes through
+    vote(store, issued, "a")  # the honest vote still goes through
     assert store.vote_count() == 1
 
 
 def test_replay_refused(store):
     a, b = two_clips(store)
-    pair = store.issue_pair(a.id, b.id, "s")
-    store.record_vote(pair.id, "s", "a", None, 9, 9)
+    issued = store.issue_pair(a.id, b.id, "s")
+    vote(store, issued, "a")
     for choice in ("a", "b"):
         with pytest.raises(VoteRejected, match="already") as info:
-            store.record_vote(pair.id, "s", choice, None, 9, 9)
+            vote(store, issued, choice)
         assert info.value.code == "already_voted"
     assert store.battles() == [Battle("base", "rl", "a")]
 
@@ -152,14 +187,14 @@ def test_replay_refused(store):
 def test_database_enforces_unique_vote_and_append_only(store):
     """The guarantees hold below the Python API too: UNIQUE(pair_id), CHECK(choice), no UPDATE."""
     a, b = two_clips(store)
-    pair = store.issue_pair(a.id, b.id, "s")
-    store.record_vote(pair.id, "s", "a", None, 9, 9)
+    issued = store.issue_pair(a.id, b.id, "s")
+    vote(store, issued, "a")
     insert = (
         "INSERT INTO votes (pair_id, choice, rater_id, listened_a_s, listened_b_s, feedback, created_at) "
         "VALUES (:p, :c, NULL, 9, 9, '', CURRENT_TIMESTAMP)"
     )
-    for statement, params in [(insert, {"p": pair.id, "c": "b"}),
-                              (insert, {"p": store.issue_pair(a.id, b.id, "s").id, "c": "maybe"}),
+    for statement, params in [(insert, {"p": issued.pair.id, "c": "b"}),
+                              (insert, {"p": store.issue_pair(a.id, b.id, "s").pair.id, "c": "maybe"}),
                               ("UPDATE votes SET choice = 'b'", {}),
                               ("DELETE FROM votes", {})]:
         with pytest.raises(DBAPIError), store.engine.begin() as conn:
@@ -169,19 +204,19 @@ def test_database_enforces_unique_vote_and_append_only(store):
 
 def test_concurrent_votes_on_one_pair_store_exactly_one(store):
     a, b = two_clips(store)
-    pair = store.issue_pair(a.id, b.id, "s")
+    issued = store.issue_pair(a.id, b.id, "s")
     barrier = threading.Barrier(8)
     results: list[str] = []
 
-    def vote(i: int) -> None:
+    def cast(i: int) -> None:
         barrier.wait()
         try:
-            store.record_vote(pair.id, "s", "ab"[i % 2], f"rater-{i}", 6, 6)
+            vote(store, issued, "ab"[i % 2], f"rater-{i}")
             results.append("ok")
         except VoteRejected as exc:
             results.append(exc.code)
 
-    threads = [threading.Thread(target=vote, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=cast, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -199,8 +234,8 @@ def test_concurrent_votes_on_different_pairs_all_stored(store):
     def worker(k: int) -> None:
         barrier.wait()
         try:
-            for pair in pairs[k::8]:
-                store.record_vote(pair.id, pair.session_id, "tie", None, 6, 6)
+            for issued in pairs[k::8]:
+                vote(store, issued, "tie")
         except BaseException as exc:  # reported by the assert below
             errors.append(exc)
 
@@ -217,27 +252,66 @@ def test_export_import_round_trip(make_store):
     a, b = two_clips(source, models=("base", "rl"))
     c = source.add_clip("calm piano", "merged", "ck-c", {"alpha": 0.5}, 3, wav_bytes(3), 8000, 0.05)
     for clips, choice in [((a, b), "a"), ((b, c), "b"), ((a, c), "tie"), ((c, b), "both_bad")]:
-        pair = source.issue_pair(clips[0].id, clips[1].id, "s")
-        source.record_vote(pair.id, "s", choice, "r1", 5.5, 6.5, f"vote {choice}")
-    rows = list(source.export_preferences())
+        vote(source, source.issue_pair(clips[0].id, clips[1].id, "s"), choice, "r1", f"vote {choice}")
+    rows = list(export_preferences(source))
     assert [r["outcome"] for r in rows] == ["a", "b", "tie", "both_bad"]
     assert [r["label"] for r in rows] == [1.0, 1.0, 0.5, 0.5]
     assert (rows[1]["chosen"], rows[1]["rejected"]) == (c.id, b.id)  # "b" won: chosen is clip B
     assert rows[1]["chosen_model_id"] == "merged" and rows[1]["chosen_checkpoint_hash"] == "ck-c"
-    assert Path(rows[0]["chosen_audio"]).read_bytes() == wav_bytes(1)
-    assert [r["outcome"] for r in source.export_preferences(include_ties=False)] == ["a", "b"]
+    assert rows[0]["chosen_audio"] == f"audio/{a.audio_sha256[:2]}/{a.audio_sha256}.wav"  # relative: no host paths
+    assert str(source.data_dir) not in json.dumps(rows)
+    assert (source.data_dir / rows[0]["chosen_audio"]).read_bytes() == wav_bytes(1)
+    assert [r["outcome"] for r in export_preferences(source, include_ties=False)] == ["a", "b"]
 
     target = make_store()
-    summary = target.import_preferences(rows)
+    summary = import_preferences(target, rows, audio_root=source.data_dir)
     assert (summary.imported, summary.skipped, summary.missing_audio) == (4, 0, 0)
     assert target.battles() == source.battles()
-    strip = lambda r: {k: v for k, v in r.items() if not k.endswith("_audio")}
-    assert [strip(r) for r in target.export_preferences()] == [strip(r) for r in rows]
+    assert list(export_preferences(target)) == rows
     assert target.get_clip(c.id).audio_file.read_bytes() == wav_bytes(3)
-    again = target.import_preferences(rows)  # idempotent by pair id
+    again = import_preferences(target, rows)  # idempotent by pair id
     assert (again.imported, again.skipped) == (0, 4) and target.vote_count() == 4
     with pytest.raises(ValueError, match="row 1"):
-        target.import_preferences([{**rows[0], "pair_id": "new", "outcome": "maybe"}])
+        import_preferences(target, [{**rows[0], "pair_id": "new", "outcome": "maybe"}])
+    with pytest.raises(VoteRejected, match="does not exist"):  # imported pairs carry no token
+        target.record_vote(f"{rows[0]['pair_id']}.anything", "s", "a", None, 0.05, 0.05)
+
+
+def test_import_follows_no_path_outside_the_audio_root(make_store, tmp_path):
+    source = make_store()
+    a, b = two_clips(source)
+    vote(source, source.issue_pair(a.id, b.id, "s"), "a")
+    (tmp_path / "secret.wav").write_bytes(wav_bytes(1))  # the right bytes, outside the root
+    row = next(export_preferences(source))
+    for path in ("../secret.wav", str(tmp_path / "secret.wav")):
+        target = make_store()
+        summary = import_preferences(target, [{**row, "chosen_audio": path}], audio_root=tmp_path / "root")
+        assert summary.missing_audio == 2
+
+
+def test_an_older_store_gains_the_new_columns(tmp_path):
+    """A store written before vote tokens existed opens, keeps its votes and takes new ones."""
+    db = tmp_path / "musicrl.sqlite3"
+    old = sqlite3.connect(db)
+    old.executescript("""
+        CREATE TABLE clips (id VARCHAR(32) PRIMARY KEY, prompt TEXT, model_id VARCHAR(128), checkpoint_hash
+            VARCHAR(128), params JSON, seed BIGINT, audio_sha256 VARCHAR(64), audio_path VARCHAR(256),
+            sample_rate INTEGER, duration FLOAT, created_at DATETIME);
+        CREATE TABLE pairs (id VARCHAR(64) PRIMARY KEY, clip_a VARCHAR(32), clip_b VARCHAR(32),
+            session_id VARCHAR(128), issued_at DATETIME, prompt TEXT);
+        CREATE TABLE votes (id INTEGER PRIMARY KEY AUTOINCREMENT, pair_id VARCHAR(64) UNIQUE, choice VARCHAR(8),
+            rater_id VARCHAR(128), listened_a_s FLOAT, listened_b_s FLOAT, feedback TEXT, created_at DATETIME);
+        INSERT INTO clips VALUES ('c1', 'p', 'base', '', '{}', 1, 'x', 'audio/x.wav', 8000, 1.0, '2026-11-01 10:00:00');
+        INSERT INTO clips VALUES ('c2', 'p', 'rl', '', '{}', 2, 'y', 'audio/y.wav', 8000, 1.0, '2026-11-01 10:00:00');
+        INSERT INTO pairs VALUES ('old-pair', 'c1', 'c2', 's', '2026-11-01 10:00:00', 'p');
+        INSERT INTO votes VALUES (1, 'old-pair', 'b', 'r', 6, 6, '', '2026-11-01 10:00:09');
+    """)
+    old.close()
+    with open_store(None, tmp_path) as store:
+        assert store.battles() == [Battle("base", "rl", "b")]
+        a, b = two_clips(store)
+        vote(store, store.issue_pair(a.id, b.id, "s"), "a")
+        assert store.vote_count() == 2
 
 
 def test_sqlite_pragmas_and_bad_urls(tmp_path):
@@ -257,11 +331,11 @@ def test_sqlite_vote_waits_for_another_writer(tmp_path):
     """Another process holding the write lock delays a vote (busy timeout); it does not fail it."""
     store = open_store(None, tmp_path)
     a, b = two_clips(store)
-    pair = store.issue_pair(a.id, b.id, "s")
+    issued = store.issue_pair(a.id, b.id, "s")
     other = sqlite3.connect(tmp_path / "musicrl.sqlite3", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     result: list[object] = []
-    voter = threading.Thread(target=lambda: result.append(store.record_vote(pair.id, "s", "a", None, 6, 6)))
+    voter = threading.Thread(target=lambda: result.append(vote(store, issued, "a")))
     voter.start()
     time.sleep(0.3)
     assert not result  # still waiting for the lock
@@ -274,6 +348,7 @@ def test_sqlite_vote_waits_for_another_writer(tmp_path):
 
 CHILD = """
 import sys, io, wave
+from datetime import timedelta
 from app.store import open_store
 
 def wav(tag):
@@ -286,9 +361,9 @@ store = open_store(None, sys.argv[1])
 a = store.add_clip("p", "base", "ck", {}, 1, wav(1), 8000, 0.05)
 b = store.add_clip("p", "rl", "ck", {}, 2, wav(2), 8000, 0.05)
 while True:
-    pair = store.issue_pair(a.id, b.id, "s")
-    store.record_vote(pair.id, "s", "a", None, 6, 6)
-    print("ACK", pair.id, flush=True)
+    issued = store.issue_pair(a.id, b.id, "s")
+    store.record_vote(issued.token, "s", "a", None, 0.05, 0.05, now=issued.pair.issued_at + timedelta(seconds=9))
+    print("ACK", issued.pair.id, flush=True)
 """
 
 
@@ -313,6 +388,80 @@ def test_acknowledged_votes_survive_kill_9(tmp_path):
     assert len(acked) >= 25
 
     store = open_store(None, tmp_path)
-    stored = {row["pair_id"] for row in store.export_preferences()}
+    stored = {row["pair_id"] for row in export_preferences(store)}
     store.close()
     assert set(acked) <= stored
+
+
+SERVER = """
+import sys, io, wave
+from datetime import timedelta
+from app.store import open_store
+
+def wav(tag):
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000); w.writeframes(bytes([tag, 0]) * 400)
+    return buffer.getvalue()
+
+store = open_store(None, sys.argv[1], access="server")
+a = store.add_clip("p", "base", "ck", {}, 1, wav(1), 8000, 0.05)
+b = store.add_clip("p", "rl", "ck", {}, 2, wav(2), 8000, 0.05)
+for line in sys.stdin:
+    if line.strip() == "vote":
+        issued = store.issue_pair(a.id, b.id, "s")
+        store.record_vote(issued.token, "s", "a", None, 0.05, 0.05, now=issued.pair.issued_at + timedelta(seconds=9))
+        print("ACK", issued.pair.id, flush=True)
+    elif line.strip() == "touch":  # what serving the database file over HTTP did: open and close it in-process
+        open(store.database_file, "rb").close()
+        print("DONE", flush=True)
+"""
+
+
+@pytest.mark.parametrize("outsider", ["export", "import"])
+def test_no_acknowledged_vote_is_lost_to_outside_readers_and_writers(tmp_path, outsider):
+    """The issue's sequence: vote, outside `prefs export`, an in-process open/close of the database file (which
+    drops the server's POSIX locks), vote, outside export, vote, restart (here: kill -9). Every acknowledged vote
+    must be stored. Before the fix the outside reader, believing itself the last connection, checkpointed and
+    deleted the WAL the server was still appending to, and the votes written after it vanished."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    data = tmp_path / "data"
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(data)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT)
+    acked: list[str] = []
+
+    def send(command: str) -> str:
+        server.stdin.write(command + "\n")
+        server.stdin.flush()
+        return server.stdout.readline().split()[-1]
+
+    def outside() -> None:
+        if outsider == "export":
+            argv = ["prefs", "export", "--data-dir", str(data), "--out", str(tmp_path / "export.jsonl")]
+        else:  # a writer: import an unrelated vote from another store
+            argv = ["prefs", "import", "--data-dir", str(data), "--in", str(extra)]
+        cli = subprocess.run([sys.executable, "-m", "musicrl.cli", *argv], env=env, cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert cli.returncode == 0, cli.stderr
+
+    if outsider == "import":
+        extra = tmp_path / "extra.jsonl"
+        with open_store(None, tmp_path / "other") as other:
+            a, b = two_clips(other)
+            vote(other, other.issue_pair(a.id, b.id, "x"), "b")
+            extra.write_text("".join(json.dumps(row) + "\n" for row in export_preferences(other)))
+    try:
+        acked.append(send("vote"))
+        outside()
+        send("touch")
+        acked.append(send("vote"))
+        outside()
+        acked.append(send("vote"))
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    with open_store(None, data) as store:  # the restart
+        stored = {row["pair_id"] for row in export_preferences(store)}
+    assert set(acked) <= stored, f"lost {sorted(set(acked) - stored)}"

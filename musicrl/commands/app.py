@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--registry", type=Path, default=None,
                    help="model registry file (YAML/JSON; see app/registry.py); default: the embedded default")
     p.add_argument("--data-dir", type=Path, default=Path("data/app"),
-                   help="clips (content-addressed WAVs), the SQLite store and exports (default: data/app)")
+                   help="clips (content-addressed WAVs), their pictures and the SQLite store (default: data/app); "
+                        "only the clips and pictures are ever served")
     p.add_argument("--min-listen", type=float, default=5.0,
                    help="seconds of each arena clip a listener must play before voting (default 5)")
     p.add_argument("--admin-token", default=os.environ.get("MUSICRL_ADMIN_TOKEN"),
@@ -34,12 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="most clips generated in one batch across users (1 = no cross-user batching)")
     p.add_argument("--min-votes", type=int, default=30, help="votes a model needs before it is ranked")
     p.add_argument("--arena-duration", type=float, default=6.0, help="seconds of each arena clip (default 6)")
+    p.add_argument("--no-rate-limits", action="store_true",
+                   help="admit any number of requests per session and address (benchmarks, private servers)")
+    p.add_argument("--trust-forwarded-for", action="store_true",
+                   help="take each client's address from X-Forwarded-For (only behind a reverse proxy that sets it)")
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch intra-op threads for generation (default: torch's choice, one per core)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.limits import RateLimits
     from app.main import serve
 
     if not 0 < args.port < 65536:
@@ -48,5 +54,6 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--registry {args.registry} is not a file")
     serve(args.host, args.port, args.db, args.registry, args.data_dir, min_listen=args.min_listen,
           admin_token=args.admin_token, max_batch=args.max_batch, min_votes=args.min_votes,
-          arena_duration=args.arena_duration, torch_threads=args.torch_threads, block=True)
+          arena_duration=args.arena_duration, limits=RateLimits.unlimited() if args.no_rate_limits else None,
+          trust_forwarded_for=args.trust_forwarded_for, torch_threads=args.torch_threads, block=True)
     return 0

@@ -1,0 +1,203 @@
+"""What runs in the browser: the page's look (CSS, theme) and its JavaScript.
+
+Everything here only helps the listener; the server enforces every rule again. The page needs no
+Python of its own beyond the public API (``app/ui.py``): every UI-only reaction — the listening
+gate, locking the vote buttons, showing clip slots, the model's notes, the rater id, a random
+prompt — is JavaScript, so no hidden server function exists for anyone to call.
+
+The listening gate (``arena_js``) adds capture-phase listeners for the arena's two ``<audio>``
+elements and sums the time actually played (``timeupdate`` steps under one second; seeks are not
+counted). The vote buttons stay disabled until each clip has played ``min(gate, its length)``
+seconds; a vote sends the measured seconds, at most each clip's length however often it was
+replayed (the server refuses more).
+"""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+
+
+def theme() -> gr.themes.Base:
+    """The default look with system fonts: the page fetches nothing from other hosts."""
+    system = ["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "Helvetica", "Arial", "sans-serif"]
+    return gr.themes.Default(font=system, font_mono=["ui-monospace", "Consolas", "monospace"])
+
+
+CSS = """
+#arena-gate-status { font-weight: 600; padding: 6px 10px; border-radius: 6px;
+                     background: var(--block-background-fill); }
+#vote-row button { min-height: 52px; font-size: 1.05em; }
+#vote-row button:disabled { opacity: 0.45; cursor: not-allowed; }
+#clip-info, #arena-reveal { min-height: 1.5em; }
+.spectrogram img { image-rendering: pixelated; width: 100% !important; max-width: none !important;
+                   object-fit: fill !important; }
+.spectrogram .image-container, .spectrogram .image-frame, .spectrogram button { width: 100% !important; }
+#clip-slots[data-n="1"] .clip-slot-2, #clip-slots[data-n="1"] .clip-slot-3, #clip-slots[data-n="1"] .clip-slot-4,
+#clip-slots[data-n="2"] .clip-slot-3, #clip-slots[data-n="2"] .clip-slot-4,
+#clip-slots[data-n="3"] .clip-slot-4 { display: none !important; }
+body:not([data-merge="true"]) #lam-slider { display: none !important; }
+body[data-cfg-free="true"] #cfg-slider { display: none !important; }
+#leaderboard-table table { table-layout: auto; width: 100%; }
+#leaderboard-table td, #leaderboard-table th { white-space: normal !important; overflow-wrap: anywhere; }
+@media (max-width: 600px) {
+  #leaderboard-table td, #leaderboard-table th { padding: 4px 3px !important; font-size: 0.85em; }
+}
+"""
+
+
+def model_js(table: dict[str, dict]) -> str:
+    """On a model change: its notes and merge weight as values; the CFG and quality/diversity sliders
+    shown or hidden through attributes on <body> (CSS above). ``table``: model id -> {notes, cfg_free,
+    merge, merge_init}."""
+    return f"""
+(model) => {{
+  const T = {json.dumps(table)};
+  const info = T[model] || {{notes: "", cfg_free: false, merge: false, merge_init: 0.5}};
+  document.body.dataset.cfgFree = String(info.cfg_free);
+  document.body.dataset.merge = String(info.merge);
+  return [info.notes, info.merge_init];
+}}
+"""
+
+
+SLOTS_JS = """
+(n) => {
+  const slots = document.getElementById('clip-slots');
+  if (slots) slots.dataset.n = String(Math.max(1, Math.min(4, Math.round(Number(n) || 1))));
+  return [];
+}
+"""
+
+GENERATE_START_JS = """
+(...args) => {
+  const button = document.getElementById('generate-button');
+  if (button) { button.disabled = true; button.setAttribute('aria-busy', 'true'); }
+  return args;
+}
+"""
+
+GENERATE_END_JS = """
+() => {
+  const button = document.getElementById('generate-button');
+  if (button) { button.disabled = false; button.removeAttribute('aria-busy'); }
+  return [];
+}
+"""
+
+CLIP_INFO_JS = """
+(meta) => {
+  const clips = (meta && meta.clips) || [];
+  if (!clips.length) return [""];
+  const seeds = clips.map((c) => c.seed).join(", ");
+  return [`${clips.length} clip(s) from **${meta.model}**, ${clips[0].duration} s each, seed(s) ${seeds}. `
+          + "Play them below; the download button saves the WAV."];
+}
+"""
+
+RATER_JS = """
+() => {
+  const KEY = 'musicrl-rater-id';
+  let id = null;
+  try { id = localStorage.getItem(KEY); } catch (e) {}
+  if (!id || !/^r-[0-9a-f]{16}$/.test(id)) {
+    const bytes = new Uint8Array(8);
+    crypto.getRandomValues(bytes);
+    id = 'r-' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+    try { localStorage.setItem(KEY, id); } catch (e) {}
+  }
+  return [id];
+}
+"""
+
+
+def random_prompt_js(bank: tuple[str, ...]) -> str:
+    return f"() => {{ const B = {json.dumps(list(bank))}; return [B[Math.floor(Math.random() * B.length)]]; }}"
+
+
+def arena_js(gate_s: float) -> str:
+    """Installed once on page load: the gate's counters, the vote buttons' lock, and ``window.musicrlArena``."""
+    return """
+() => {
+  const GATE = __GATE__;
+  const A = window.musicrlArena = window.musicrlArena || {};
+  A.gate = GATE;
+  A.side = (el) => !el || !el.closest ? null
+    : el.closest('#arena-audio-a') ? 'a' : el.closest('#arena-audio-b') ? 'b' : null;
+  A.buttons = () => Array.from(document.querySelectorAll('#vote-row button'));
+  A.need = (s) => Math.min(GATE, A.dur[s] > 0 ? A.dur[s] : GATE);
+  A.heard = (s) => A.dur[s] > 0 ? Math.min(A.sec[s], A.dur[s]) : A.sec[s];
+  A.ready = () => A.hasPair && !A.voted && !A.busy && A.sec.a >= A.need('a') && A.sec.b >= A.need('b');
+  A.render = () => {
+    const ready = A.ready();
+    A.buttons().forEach((b) => { b.disabled = !ready; b.setAttribute('aria-disabled', String(!ready)); });
+    const el = document.getElementById('arena-gate-status');
+    if (!el) return;
+    const f = (s) => Math.min(A.sec[s], A.need(s)).toFixed(1);
+    if (!A.hasPair) el.textContent = 'Click "New pair" to get two clips.';
+    else if (A.voted) el.textContent = 'Vote recorded: the model names are shown below. '
+      + 'Click "New pair" for the next one.';
+    else if (A.busy) el.textContent = 'Sending your vote…';
+    else if (ready) el.textContent = 'Both clips heard: vote below.';
+    else el.textContent = `Voting unlocks after you have played each clip for ${GATE} s (or all of it if shorter). `
+      + `Heard so far: A ${f('a')} s, B ${f('b')} s.`;
+  };
+  A.reset = () => {
+    A.sec = {a: 0, b: 0}; A.last = {a: null, b: null}; A.dur = {a: 0, b: 0};
+    A.hasPair = false; A.voted = false; A.busy = false; A.choice = null; A.render();
+  };
+  A.paired = () => { A.hasPair = true; A.render(); };
+  A.seconds = () => ({a: A.heard('a'), b: A.heard('b')});
+  A.afterVote = (result, token) => {
+    A.busy = false;
+    if (result && token && result.pair_id === String(token).split('.')[0]) A.voted = true;
+    A.render();
+  };
+  if (!A.installed) {
+    A.installed = true;
+    const track = (e) => {
+      const s = A.side(e.target);
+      if (!s) return;
+      const t = e.target.currentTime;
+      if (Number.isFinite(e.target.duration)) A.dur[s] = e.target.duration;
+      if (e.type === 'timeupdate' && !e.target.paused && !e.target.seeking && A.last[s] !== null) {
+        const d = t - A.last[s];
+        if (d > 0 && d < 1.0) A.sec[s] += d;
+      }
+      A.last[s] = t;
+      A.render();
+    };
+    ['play', 'timeupdate', 'seeked', 'loadedmetadata', 'durationchange'].forEach(
+      (type) => document.addEventListener(type, track, true));
+    document.addEventListener('emptied', (e) => {
+      const s = A.side(e.target);
+      if (s) { A.sec[s] = 0; A.last[s] = null; A.dur[s] = 0; A.render(); }
+    }, true);
+    // Capture phase: runs before the button's own handler, so a locked button never sends a vote.
+    document.addEventListener('click', (e) => {
+      const button = e.target && e.target.closest ? e.target.closest('#vote-row button') : null;
+      if (!button) return;
+      if (!A.ready()) { e.stopPropagation(); e.preventDefault(); return; }
+      A.choice = button.id.replace('vote-', '');
+      A.busy = true;
+      setTimeout(A.render, 0);
+    }, true);
+  }
+  A.reset();
+}
+""".replace("__GATE__", repr(float(gate_s)))
+
+
+VOTE_JS = """
+(token, choice, listened_a, listened_b, feedback, rater_id) => {
+  const A = window.musicrlArena;
+  const s = A ? A.seconds() : {a: 0, b: 0};
+  return [token, (A && A.choice) || '', s.a, s.b, feedback, rater_id];
+}
+"""
+
+NEW_PAIR_JS = "(prompt) => { if (window.musicrlArena) window.musicrlArena.reset(); return [prompt]; }"
+PAIR_READY_JS = "() => { if (window.musicrlArena) window.musicrlArena.paired(); return ['', null, '']; }"
+AFTER_VOTE_JS = ("(result, token) => { if (window.musicrlArena) window.musicrlArena.afterVote(result, token); "
+                 "return []; }")
