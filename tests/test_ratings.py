@@ -9,6 +9,7 @@ import pytest
 
 from evaluation.ratings import (
     Battle,
+    _fit_thetas,
     bootstrap_ratings,
     fit_bradley_terry,
     plot_win_rate_matrix,
@@ -78,6 +79,19 @@ def test_both_bad_excluded_by_default_or_fitted_as_tie():
     assert 0 < as_tie["A"] - as_tie["B"] < fit_bradley_terry(base)["A"] - fit_bradley_terry(base)["B"]
     table = bootstrap_ratings(with_bad, n_boot=50)
     assert table["A"].votes == 12 and table["B"].votes == 12  # both_bad still counts as a vote
+
+
+def test_replicates_solved_together_equal_each_solved_alone():
+    """One pair, three weight vectors (A's wins, B's wins) = (4, 1), (1, 4), (9, 1), l2 = 1e-9: the
+    MLE gap θ_A − θ_B is ln(wins ratio) = ln 4 = 1.3863, −ln 4, ln 9 = 2.1972, and the penalty
+    centres each replicate (θ_A + θ_B = 0). The joint L-BFGS-B call gives each one's own optimum."""
+    incidence = np.array([[1.0, -1.0]])
+    w_a, w_b = np.array([[4.0], [1.0], [9.0]]), np.array([[1.0], [4.0], [1.0]])
+    together = _fit_thetas(incidence, w_a, w_b, l2=1e-9)
+    np.testing.assert_allclose(together[:, 0] - together[:, 1], [math.log(4), -math.log(4), math.log(9)], atol=1e-6)
+    np.testing.assert_allclose(together.sum(axis=1), 0.0, atol=1e-9)
+    alone = np.concatenate([_fit_thetas(incidence, w_a[i : i + 1], w_b[i : i + 1], l2=1e-9) for i in range(3)])
+    np.testing.assert_allclose(together, alone, atol=1e-6)
 
 
 def test_models_argument_selects_and_defaults():
