@@ -30,7 +30,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from models.errors import InputError
-from musicrl.distributed import Dist, gather_rng
+from musicrl.config import dump_config
+from musicrl.distributed import Dist, gather_rng, init_distributed
 
 FORMAT, KIND, VERSION = "musicrl", "train-state", 2
 
@@ -246,6 +247,18 @@ def out_of_time(start: float, limit_min: float, dist: Dist | None = None) -> boo
     return bool(_from_rank0(int(bool(limit_min) and time.time() - start > limit_min * 60), dist))
 
 
+def start_run(cfg) -> Dist:
+    """A recipe's first lines: ``cfg.threads`` (> 0) CPU threads, this process's place under torchrun
+    (``cfg.device``), ``cfg.out`` made and, by rank 0, the resolved ``config.yaml`` written there."""
+    if getattr(cfg, "threads", 0):
+        torch.set_num_threads(cfg.threads)
+    dist = init_distributed(cfg.device)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        dump_config(cfg, cfg.out / "config.yaml")
+    return dist
+
+
 def progress_bar(desc: str, total: int, initial: int, dist: Dist | None = None):
     """The loop's tqdm bar, shown by rank 0 only (and only on a terminal)."""
     from tqdm import tqdm
@@ -298,3 +311,53 @@ def optimizer_step(
     norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
     opt.step()
     return float(norm)
+
+
+class Loop:
+    """What every recipe's loop does after a step, and at its end, apart from training itself:
+
+        with Loop("lm", cfg, state.log, state.dist, {"lm": lm}, {"opt": opt}, state.step) as loop:
+            while state.step < cfg.steps:
+                metrics = step(state, next_batch(state))
+                state.step += 1
+                if loop.after_step(state.step, metrics):
+                    break
+            ...rank 0 saves the model and evaluates...
+
+    ``after_step``: metrics averaged over ranks, the progress bar, the JSONL log every ``cfg.log_every``
+    steps and at the last (``on_log`` may add to the record, e.g. validation), a ``StepBudget`` that may
+    reset ``cfg.steps``, the time limit, then ``before_save(stop)`` (returns the train state's extra)
+    and the train state every ``cfg.save_every`` steps. Returns True when the run must stop. Leaving
+    the ``with`` block closes the bar, waits for every rank and leaves the process group."""
+
+    def __init__(self, name, cfg, log: JsonlLog, dist: Dist, modules: dict, optimizers: dict, step: int, budget=None):
+        self.cfg, self.log, self.dist, self.modules, self.optimizers = cfg, log, dist, modules, optimizers
+        self.budget, self.start = budget, time.time()
+        self.bar = progress_bar(name, cfg.steps, step, dist)
+
+    def __enter__(self) -> Loop:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        from musicrl.distributed import close
+
+        self.bar.close()
+        try:
+            if kind is None:
+                self.dist.barrier()
+        finally:
+            close(self.dist)
+
+    def after_step(self, step: int, metrics: dict, on_log=None, before_save=None) -> bool:
+        cfg = self.cfg
+        metrics = self.dist.mean(metrics)
+        self.bar.update(1)
+        if self.budget is not None:
+            cfg.steps = self.bar.total = self.budget.update(step, cfg.steps)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            record = {"step": step, **metrics, "elapsed_s": time.time() - self.start}
+            self.log.write(on_log(record) if on_log is not None else record)
+            self.bar.set_postfix(loss=f"{metrics.get('loss', float('nan')):.3f}")
+        stop = out_of_time(self.start, cfg.time_limit_min, self.dist)
+        extra = before_save(stop) if before_save is not None else None
+        return end_step(cfg.out, self.modules, self.optimizers, step, cfg.steps, cfg.save_every, stop, extra, self.dist)

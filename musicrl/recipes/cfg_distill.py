@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +32,11 @@ from models.registry import ASSETS_DIR, load_generator
 from models.sampling import SamplingParams
 from musicrl import distributed, rewards
 from musicrl.advantages import leave_one_out_advantages
-from musicrl.config import dump_config, to_dict
+from musicrl.config import to_dict
 from musicrl.corpus_data import split_records
 from musicrl.losses import cfg_distillation_loss, policy_gradient_loss
 from musicrl.rollouts import sample_rollout, score_rollout
-from musicrl.train_state import JsonlLog, end_step, optimizer_step, out_of_time, progress_bar, resume_or_start
+from musicrl.train_state import JsonlLog, Loop, optimizer_step, resume_or_start, start_run
 
 
 @dataclass
@@ -92,10 +91,7 @@ def setup(cfg: Config) -> State:
         # With G = 2 both siblings get the same reward 1 - cos(e1, e2), so every leave-one-out
         # advantage is exactly 0 and beta would do nothing.
         raise InputError("the diversity term needs samples_per_prompt >= 3 (with 2 its advantages are all 0)")
-    dist = distributed.init_distributed(cfg.device)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    if dist.is_main:
-        dump_config(cfg, cfg.out / "config.yaml")
+    dist = start_run(cfg)
     torch.manual_seed(cfg.seed + dist.rank)
     gen = load_generator(cfg.model)
     captions = [r["caption"] for r in split_records(cfg.corpus, "train")]
@@ -153,28 +149,17 @@ def step(state: State, batch: Batch) -> dict[str, float]:
 
 def main(cfg: Config) -> dict:
     state = setup(cfg)
-    dist, lm = state.dist, state.gen.lm
-    start = time.time()
-    bar = progress_bar("cfg-distill", cfg.steps, state.step, dist)
-    try:
+    modules, optimizers = {"lm": state.gen.lm}, {"opt": state.opt}
+    with Loop("cfg-distill", cfg, state.log, state.dist, modules, optimizers, state.step) as loop:
         while state.step < cfg.steps:
-            metrics = dist.mean(step(state, next_batch(state)))
+            metrics = step(state, next_batch(state))
             state.step += 1
-            bar.update(1)
-            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
-                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
-            stop = out_of_time(start, cfg.time_limit_min, dist)
-            modules, optimizers = {"lm": lm}, {"opt": state.opt}
-            if end_step(cfg.out, modules, optimizers, state.step, cfg.steps, cfg.save_every, stop, dist=dist):
+            if loop.after_step(state.step, metrics):
                 break
-        bar.close()
         summary = {"step": state.step, "model": str(cfg.out / "model")}
-        if dist.is_main:
+        if state.dist.is_main:
             state.gen.cfg_free = True
             lineage = {"parents": [state.gen.checkpoint_hash], "step": state.step, "recipe": "cfg-distill"}
             save_checkpoint(state.gen, cfg.out / "model", lineage={**lineage, "config": to_dict(cfg)})
             (cfg.out / "metrics.json").write_text(json.dumps(summary, indent=2))
-        dist.barrier()
-    finally:
-        distributed.close(dist)
     return summary

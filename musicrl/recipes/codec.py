@@ -13,7 +13,6 @@ is taken from rank 0 (``musicrl.distributed``).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,18 +29,8 @@ from models.errors import InputError
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
 from musicrl import distributed
 from musicrl.clip_features import spectra
-from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.train_state import (
-    JsonlLog,
-    StepBudget,
-    end_step,
-    lr_at,
-    optimizer_step,
-    out_of_time,
-    progress_bar,
-    resume_or_start,
-)
+from musicrl.train_state import JsonlLog, Loop, StepBudget, lr_at, optimizer_step, resume_or_start, start_run
 
 
 @dataclass
@@ -155,10 +144,7 @@ class State:
 
 
 def setup(cfg: Config) -> State:
-    dist = distributed.init_distributed(cfg.device)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    if dist.is_main:
-        dump_config(cfg, cfg.out / "config.yaml")
+    dist = start_run(cfg)
     torch.manual_seed(cfg.seed)
     codec = SpectralCodec(cfg.codec)
     if cfg.spectra:
@@ -226,30 +212,18 @@ def main(cfg: Config) -> dict:
         return evaluate_test_split(cfg, codec, int(header.lineage.get("step", 0)))
     state = setup(cfg)
     dist, codec = state.dist, state.codec
-    start, bar = time.time(), progress_bar("codec", cfg.steps, state.step, dist)
     sync = torch.cuda.synchronize if dist.device.type == "cuda" else None
     budget = StepBudget(cfg.time_budget_min, warmup=cfg.quantize_after + 20, margin=1.25, sync=sync, dist=dist)
-    try:
+    with Loop("codec", cfg, state.log, dist, {"codec": codec}, {"opt": state.opt}, state.step, budget) as loop:
         while state.step < cfg.steps:
-            metrics = dist.mean(step(state, next_batch(state)))
+            metrics = step(state, next_batch(state))
             state.step += 1
-            bar.update(1)
-            cfg.steps = bar.total = budget.update(state.step, cfg.steps)
-            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
-                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-            stop = out_of_time(start, cfg.time_limit_min, dist)
-            modules, optimizers = {"codec": codec}, {"opt": state.opt}
-            if end_step(cfg.out, modules, optimizers, state.step, cfg.steps, cfg.save_every, stop, dist=dist):
+            if loop.after_step(state.step, metrics):
                 break
-        bar.close()
         result = {"step": state.step}
         if dist.is_main:
             codec.cpu().eval()
             codec.save(cfg.out / "codec", lineage={"step": state.step, "recipe": "codec"})
             if cfg.eval_clips:  # 0: e.g. trained from a spectra file where the corpus audio is not at hand
                 result = evaluate_test_split(cfg, codec, state.step)
-        dist.barrier()
-    finally:
-        distributed.close(dist)
     return result

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,18 +30,9 @@ from models.embedder import EmbedderConfig, TextAudioEmbedder
 from models.errors import InputError
 from musicrl import distributed
 from musicrl.clip_features import crop_batch, log_features, map_clips, param_groups
-from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
 from musicrl.losses import info_nce_loss
-from musicrl.train_state import (
-    JsonlLog,
-    end_step,
-    lr_at,
-    optimizer_step,
-    out_of_time,
-    progress_bar,
-    resume_or_start,
-)
+from musicrl.train_state import JsonlLog, Loop, lr_at, optimizer_step, resume_or_start, start_run
 
 
 @dataclass
@@ -128,12 +118,7 @@ def build_model(cfg: Config) -> TextAudioEmbedder:
 
 
 def setup(cfg: Config) -> State:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    dist = distributed.init_distributed(cfg.device)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    if dist.is_main:
-        dump_config(cfg, cfg.out / "config.yaml")
+    dist = start_run(cfg)
     model = build_model(cfg)
     sr = cfg.model.frontend.sample_rate
     train_clips, train_meta = load_split_audio(cfg.corpus, "train", sr, cfg.max_clips)
@@ -194,34 +179,28 @@ def step(state: State, batch: Batch) -> dict:
 def main(cfg: Config) -> dict:
     state = setup(cfg)
     dist, model = state.dist, state.model
-    start, bar = time.time(), progress_bar("embedder", cfg.steps, state.step, dist)
-    try:
+
+    def with_validation(record: dict) -> dict:
+        """Every ``eval_every`` steps and at the end, retrieval on the valid split joins the log line."""
+        if state.valid[1] is not None and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
+            record.update({f"valid_{k}": v for k, v in validate(model, *state.valid).items()})
+        return record
+
+    with Loop("embedder", cfg, state.log, dist, {"model": model}, {"opt": state.opt}, state.step) as loop:
         while state.step < cfg.steps:
-            metrics = dist.mean(step(state, next_batch(state)))
+            metrics = step(state, next_batch(state))
             state.step += 1
-            bar.update(1)
-            if dist.is_main and (state.step % cfg.log_every == 0 or state.step == cfg.steps):
-                if state.valid[1] is not None and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
-                    metrics.update({f"valid_{k}": v for k, v in validate(model, *state.valid).items()})
-                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-            stop = out_of_time(start, cfg.time_limit_min, dist)
-            modules, optimizers = {"model": model}, {"opt": state.opt}
-            if end_step(cfg.out, modules, optimizers, state.step, cfg.steps, cfg.save_every, stop, dist=dist):
+            if loop.after_step(state.step, metrics, on_log=with_validation if dist.is_main else None):
                 break
-        bar.close()
         metrics = {"step": state.step}
         if dist.is_main:
             model.eval()
-            lineage = {"step": state.step, "recipe": "embedder", "corpus": str(cfg.corpus)}
-            model.save(cfg.out / "model", lineage=lineage)
+            model.save(cfg.out / "model", lineage={"step": state.step, "recipe": "embedder", "corpus": str(cfg.corpus)})
             metrics = {"step": state.step, "params": count_params(model), **evaluate(model, cfg)}
             (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
             print(json.dumps(metrics))
-        dist.barrier()
-    finally:
-        distributed.close(dist)
     return metrics
+
 
 
 def count_params(model: TextAudioEmbedder) -> dict:

@@ -14,7 +14,6 @@ baselines (the most frequent training label), confusion matrices, ``style_confus
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,18 +27,9 @@ from evaluation.judges import ATTRIBUTES, Judges, JudgesConfig, confusion_matrix
 from models.errors import InputError
 from musicrl import distributed
 from musicrl.clip_features import crop_batch, log_features, map_clips, param_groups
-from musicrl.config import dump_config
 from musicrl.corpus.attributes import LEAD_INSTRUMENTS, MODES, STYLES, TEMPO_BANDS
 from musicrl.corpus_data import load_split_audio
-from musicrl.train_state import (
-    JsonlLog,
-    end_step,
-    lr_at,
-    optimizer_step,
-    out_of_time,
-    progress_bar,
-    resume_or_start,
-)
+from musicrl.train_state import JsonlLog, Loop, lr_at, optimizer_step, resume_or_start, start_run
 
 VOCABULARIES: dict[str, list[str]] = {
     "style": list(STYLES),
@@ -138,13 +128,8 @@ class Batch:
 
 
 def setup(cfg: Config) -> State:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    dist = distributed.init_distributed(cfg.device)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    model = build_model(cfg)
-    if dist.is_main:
-        dump_config(cfg, cfg.out / "config.yaml")
+    model = build_model(cfg)  # fills cfg.model.labels: the written config.yaml carries them
+    dist = start_run(cfg)
     clips, records = load_split_audio(cfg.corpus, "train", model.sample_rate, cfg.max_clips)
     if not clips:
         raise InputError(f"no training clips in {cfg.corpus}")
@@ -188,20 +173,12 @@ def step(state: State, batch: Batch) -> dict:
 def main(cfg: Config) -> dict:
     state = setup(cfg)
     dist, model = state.dist, state.model
-    start, bar = time.time(), progress_bar("judges", cfg.steps, state.step, dist)
-    try:
+    with Loop("judges", cfg, state.log, dist, {"model": model}, {"opt": state.opt}, state.step) as loop:
         while state.step < cfg.steps:
-            metrics = dist.mean(step(state, next_batch(state)))
+            metrics = step(state, next_batch(state))
             state.step += 1
-            bar.update(1)
-            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
-                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-            stop = out_of_time(start, cfg.time_limit_min, dist)
-            modules, optimizers = {"model": model}, {"opt": state.opt}
-            if end_step(cfg.out, modules, optimizers, state.step, cfg.steps, cfg.save_every, stop, dist=dist):
+            if loop.after_step(state.step, metrics):
                 break
-        bar.close()
         metrics = {"step": state.step}
         if dist.is_main:
             model.eval()
@@ -212,7 +189,4 @@ def main(cfg: Config) -> dict:
             test = metrics["test"]
             if isinstance(test, dict):
                 print(json.dumps({a: test[a]["accuracy"] for a in model.cfg.labels} | {"N": test["N"]}))
-        dist.barrier()
-    finally:
-        distributed.close(dist)
     return metrics

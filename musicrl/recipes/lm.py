@@ -17,7 +17,6 @@ the global batch and must divide by the number of processes.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,19 +28,10 @@ from torch import nn
 from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.lm import AudioLM, LMConfig, TextStates
 from musicrl import distributed
-from musicrl.config import dump_config, to_dict
+from musicrl.config import to_dict
 from musicrl.lm_data import TokenData
 from musicrl.losses import masked_cross_entropy
-from musicrl.train_state import (
-    JsonlLog,
-    StepBudget,
-    end_step,
-    lr_at,
-    optimizer_step,
-    out_of_time,
-    progress_bar,
-    resume_or_start,
-)
+from musicrl.train_state import JsonlLog, Loop, StepBudget, lr_at, optimizer_step, resume_or_start, start_run
 
 
 def default_lm() -> LMConfig:
@@ -119,13 +109,10 @@ class Batch:
 
 
 def setup(cfg: Config) -> State:
-    dist = distributed.init_distributed(cfg.device)
+    dist = start_run(cfg)
     device = dist.device
     use_amp = cfg.amp and device.type == "cuda"
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp)  # noqa: E731
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    if dist.is_main:
-        dump_config(cfg, cfg.out / "config.yaml")
     torch.manual_seed(cfg.seed)
     data = TokenData.load(cfg.data)
     lm = AudioLM(cfg.lm).to(device)
@@ -229,35 +216,28 @@ def main(cfg: Config) -> dict:
             f"LM {lm.num_parameters / 1e6:.1f}M parameters on {dist.device} x {dist.world}; "
             f"{len(state.train_idx)} train / {len(state.val_idx)} valid clips"
         )
-    start, bar = time.time(), progress_bar("lm", cfg.steps, state.step, dist)
+
+    def validate(stop: bool) -> dict:
+        """Rank 0: validation every ``eval_every`` steps, at the end and on a stop; export when best."""
+        if dist.is_main and (state.step % cfg.eval_every == 0 or state.step == cfg.steps or stop):
+            val = {"step": state.step, **evaluate(lm, state.data, state.val_idx, cfg, dist.device, state.autocast)}
+            state.log.write(val)
+            print(json.dumps(val))
+            if val["val_nll"] < state.best["val_nll"]:
+                state.best = val
+                export(cfg, lm, val, state.step)
+        return {"best": state.best}
+
     sync = torch.cuda.synchronize if dist.device.type == "cuda" else None
     budget = StepBudget(cfg.time_budget_min, sync=sync, dist=dist)
-    lm.train()
-    try:
+    with Loop("lm", cfg, state.log, dist, {"lm": lm}, {"opt": state.opt}, state.step, budget) as loop:
+        lm.train()
         while state.step < cfg.steps:
-            metrics = dist.mean(step(state, next_batch(state)))
+            metrics = step(state, next_batch(state))
             state.step += 1
-            bar.update(1)
-            cfg.steps = bar.total = budget.update(state.step, cfg.steps)
-            if state.step % cfg.log_every == 0:
-                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-            stop = out_of_time(start, cfg.time_limit_min, dist)
-            if dist.is_main and (state.step % cfg.eval_every == 0 or state.step == cfg.steps or stop):
-                val = {"step": state.step, **evaluate(lm, state.data, state.val_idx, cfg, dist.device, state.autocast)}
-                state.log.write(val)
-                print(json.dumps(val))
-                if val["val_nll"] < state.best["val_nll"]:
-                    state.best = val
-                    export(cfg, lm, val, state.step)
-            modules, extra = {"lm": lm}, {"best": state.best}
-            if end_step(cfg.out, modules, {"opt": state.opt}, state.step, cfg.steps, cfg.save_every, stop, extra, dist):
+            if loop.after_step(state.step, metrics, before_save=validate):
                 break
-        bar.close()
         if dist.is_main:
             summary = {"best": state.best, "last_step": state.step, "params": lm.num_parameters}
             (cfg.out / "metrics.json").write_text(json.dumps(summary, indent=2))
-        dist.barrier()
-    finally:
-        distributed.close(dist)
     return state.best

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,17 +33,8 @@ from models.errors import InputError
 from models.quality import DEGRADATIONS, QualityConfig, QualityModel, degrade
 from musicrl import distributed
 from musicrl.clip_features import crop_batch, log_features, map_clips, param_groups
-from musicrl.config import dump_config
 from musicrl.corpus_data import load_split_audio
-from musicrl.train_state import (
-    JsonlLog,
-    end_step,
-    lr_at,
-    optimizer_step,
-    out_of_time,
-    progress_bar,
-    resume_or_start,
-)
+from musicrl.train_state import JsonlLog, Loop, lr_at, optimizer_step, resume_or_start, start_run
 
 
 @dataclass
@@ -215,15 +205,10 @@ def build_model(cfg: Config) -> QualityModel:
 
 
 def setup(cfg: Config) -> State:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     unknown = sorted(set(cfg.degradations) - set(DEGRADATIONS))
     if unknown or not cfg.degradations:
         raise InputError(f"unknown degradation {unknown[0]!r}" if unknown else "degradations is empty")
-    dist = distributed.init_distributed(cfg.device)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    if dist.is_main:
-        dump_config(cfg, cfg.out / "config.yaml")
+    dist = start_run(cfg)
     model = build_model(cfg)
     sr = model.sample_rate
     clips, records = load_split_audio(cfg.corpus, "train", sr, cfg.max_clips)
@@ -278,20 +263,12 @@ def step(state: State, batch: Batch) -> dict:
 def main(cfg: Config) -> dict:
     state = setup(cfg)
     dist, model = state.dist, state.model
-    start, bar = time.time(), progress_bar("quality", cfg.steps, state.step, dist)
-    try:
+    with Loop("quality", cfg, state.log, dist, {"model": model}, {"opt": state.opt}, state.step) as loop:
         while state.step < cfg.steps:
-            metrics = dist.mean(step(state, next_batch(state)))
+            metrics = step(state, next_batch(state))
             state.step += 1
-            bar.update(1)
-            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
-                state.log.write({"step": state.step, **metrics, "elapsed_s": time.time() - start})
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-            stop = out_of_time(start, cfg.time_limit_min, dist)
-            modules, optimizers = {"model": model}, {"opt": state.opt}
-            if end_step(cfg.out, modules, optimizers, state.step, cfg.steps, cfg.save_every, stop, dist=dist):
+            if loop.after_step(state.step, metrics):
                 break
-        bar.close()
         metrics = {"step": state.step}
         if dist.is_main:
             model.eval()
@@ -301,14 +278,10 @@ def main(cfg: Config) -> dict:
                 "negative_crop_s": cfg.pool_crop_s,
                 "extra_negative_dirs": [str(d) for d in cfg.extra_negatives],
             }
-            lineage = {"step": state.step, "recipe": "quality", "trained_on": trained_on}
-            model.save(cfg.out / "model", lineage=lineage)
+            model.save(cfg.out / "model", lineage={"step": state.step, "recipe": "quality", "trained_on": trained_on})
             params = sum(p.numel() for p in model.parameters())
             metrics = {"step": state.step, "params": params, "trained_on": trained_on}
             metrics.update(evaluate(model, cfg, state.extra_test))
             (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
             print(json.dumps(metrics))
-        dist.barrier()
-    finally:
-        distributed.close(dist)
     return metrics
