@@ -40,24 +40,29 @@ CSS = """
 body:not([data-merge="true"]) #lam-slider { display: none !important; }
 body[data-cfg-free="true"] #cfg-slider { display: none !important; }
 #leaderboard-table table { table-layout: auto; width: 100%; }
-#leaderboard-table td, #leaderboard-table th { white-space: normal !important; overflow-wrap: anywhere; }
+#leaderboard-table td, #leaderboard-table th, #leaderboard-table td *, #leaderboard-table th * {
+  white-space: nowrap !important; overflow-wrap: normal !important; word-break: normal !important; }
+#leaderboard-table td:nth-child(2), #leaderboard-table th:nth-child(2),
+#leaderboard-table td:nth-child(2) *, #leaderboard-table th:nth-child(2) * {
+  white-space: normal !important; overflow-wrap: anywhere !important; }
 @media (max-width: 600px) {
-  #leaderboard-table td, #leaderboard-table th { padding: 4px 3px !important; font-size: 0.85em; }
+  #leaderboard-table td, #leaderboard-table th { padding: 4px 3px !important; font-size: 0.8em; }
 }
 """
 
 
 def model_js(table: dict[str, dict]) -> str:
     """On a model change: its notes and merge weight as values; the CFG and quality/diversity sliders
-    shown or hidden through attributes on <body> (CSS above). ``table``: model id -> {notes, cfg_free,
-    merge, merge_init}."""
+    shown or hidden through attributes on <body> (CSS above); the duration slider's maximum set to the
+    model's. ``table``: model id -> {notes, cfg_free, merge, merge_init, max_duration}."""
     return f"""
-(model) => {{
+(model, duration) => {{
   const T = {json.dumps(table)};
-  const info = T[model] || {{notes: "", cfg_free: false, merge: false, merge_init: 0.5}};
+  const info = T[model] || {{notes: "", cfg_free: false, merge: false, merge_init: 0.5, max_duration: 30}};
   document.body.dataset.cfgFree = String(info.cfg_free);
   document.body.dataset.merge = String(info.merge);
-  return [info.notes, info.merge_init];
+  document.querySelectorAll('#duration-slider input').forEach((el) => el.max = String(info.max_duration));
+  return [info.notes, info.merge_init, Math.min(Number(duration) || 0, info.max_duration)];
 }}
 """
 
@@ -198,6 +203,11 @@ VOTE_JS = """
 """
 
 NEW_PAIR_JS = "(prompt) => { if (window.musicrlArena) window.musicrlArena.reset(); return [prompt]; }"
-PAIR_READY_JS = "() => { if (window.musicrlArena) window.musicrlArena.paired(); return ['', null, '']; }"
-AFTER_VOTE_JS = ("(result, token) => { if (window.musicrlArena) window.musicrlArena.afterVote(result, token); "
-                 "return []; }")
+PAIR_READY_JS = "() => { if (window.musicrlArena) window.musicrlArena.paired(); return ['', '', null, '']; }"
+AFTER_VOTE_JS = """
+(result, token, text, shown) => {
+  const A = window.musicrlArena;
+  if (A) A.afterVote(result, token);
+  return [A && A.voted ? text : shown];
+}
+"""

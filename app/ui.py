@@ -44,16 +44,18 @@ from models.errors import InputError
 CSS, theme = page.CSS, page.theme
 PUBLIC_API = ("generate", "new_pair", "vote", "leaderboard", "export")
 VOTE_LABELS = {"a": "A is better", "tie": "Tie", "both_bad": "Both are bad", "b": "B is better"}
-_TITLES = {VoteRejected: "Vote not recorded", RateLimited: "Too many requests", ServiceError: "Server busy",
-           InputError: "Please check your input"}
+# What happened, said before the reason (gradio's toast shows only "Error" above the message).
+_PREFIXES = {VoteRejected: "Vote not recorded: ", RateLimited: "Too many requests: ", ServiceError: "Server busy: ",
+             InputError: ""}
 JS_ONLY: dict[str, Any] = {"queue": False, "show_progress": "hidden"}  # UI reactions: no Python behind them
 
 
 def _user_error(err: Exception) -> gr.Error:
-    """One clear message for the listener, with a title saying what happened (the modal renders HTML)."""
+    """One clear message for the listener, saying what happened and why (the toast renders HTML)."""
     message = err.reason if isinstance(err, VoteRejected) else str(err)
-    title = next(t for kind, t in _TITLES.items() if isinstance(err, kind))
-    return gr.Error(html.escape(message, quote=False), title=title, print_exception=False)
+    prefix = next(p for kind, p in _PREFIXES.items() if isinstance(err, kind))
+    return gr.Error(html.escape(prefix + message, quote=False), title=prefix.rstrip(": ") or "Error",
+                    print_exception=False)
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -87,13 +89,14 @@ def model_table(services: AppServices) -> dict[str, dict]:
         entry = registry.get(model_id)
         cfg_free = registry.is_cfg_free(model_id)
         notes = [entry.description] if entry.description else []
-        notes.append(f"Up to {services.generation.model_max_duration(model_id):g} s of audio.")
+        notes.append(f"Up to {services.generation.model_max_duration(model_id):g} s of audio per clip.")
         if cfg_free:
             notes.append("This model is CFG-free: it samples without guidance.")
         if entry.merge is not None:
             notes.append("A weight merge of two models: the quality <-> diversity slider picks the mix.")
         table[model_id] = {"notes": " ".join(notes), "cfg_free": cfg_free, "merge": entry.merge is not None,
-                           "merge_init": entry.merge.init if entry.merge is not None else 0.5}
+                           "merge_init": entry.merge.init if entry.merge is not None else 0.5,
+                           "max_duration": services.generation.model_max_duration(model_id)}
     return table
 
 
@@ -127,7 +130,8 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
                     model_info = gr.Markdown(elem_id="model-info")
                     lam = gr.Slider(0, 1, value=0.5, step=0.05, elem_id="lam-slider",
                                     label="Quality <-> diversity (0 = quality model, 1 = diversity model)")
-                    duration = gr.Slider(0.5, 30, value=4, step=0.5, label="Duration (seconds)")
+                    duration = gr.Slider(0.5, 30, value=4, step=0.5, label="Duration (seconds)",
+                                         elem_id="duration-slider")
                     variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations (different seeds)")
                     with gr.Accordion("Sampling settings", open=False):
                         cfg = gr.Slider(*CFG_RANGE, value=DEFAULT_CFG, step=0.1, elem_id="cfg-slider",
@@ -179,6 +183,9 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
             feedback = gr.Textbox(label="Feedback (optional): what made the difference?", lines=2,
                                   max_length=services.store.feedback_max_chars, elem_id="arena-feedback")
             reveal = gr.Markdown(elem_id="arena-reveal", label="Models revealed")
+            # The vote's own outputs stay hidden (a refused vote then marks nothing on the page); the page
+            # copies the reveal into view once the vote is stored.
+            reveal_text = gr.Textbox(visible=False, label="Reveal")
             vote_result = gr.JSON(visible=False, label="Vote")
             pair_token = gr.Textbox(visible=False, label="Pair token")
             choice = gr.Textbox(visible=False, label="Choice")
@@ -201,8 +208,8 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
                 export_file = gr.File(label="Export", interactive=False)
 
         # ------------------------------------------------------------------- wiring: Generate
-        model.change(None, [model], [model_info, lam], js=page.model_js(models), **JS_ONLY)
-        demo.load(None, [model], [model_info, lam], js=page.model_js(models), **JS_ONLY)
+        model.change(None, [model, duration], [model_info, lam, duration], js=page.model_js(models), **JS_ONLY)
+        demo.load(None, [model, duration], [model_info, lam, duration], js=page.model_js(models), **JS_ONLY)
         variations.change(None, [variations], None, js=page.SLOTS_JS, **JS_ONLY)
         demo.load(None, [variations], None, js=page.SLOTS_JS, **JS_ONLY)
         examples.input(None, [examples], [prompt], js="(x) => [x]", **JS_ONLY)
@@ -237,7 +244,7 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
 
         pair_btn.click(new_pair, [arena_prompt], [audio_a, audio_b, pair_token, pair_prompt], api_name="new_pair",
                        concurrency_limit=None, js=page.NEW_PAIR_JS).success(
-            None, None, [reveal, vote_result, feedback], js=page.PAIR_READY_JS, **JS_ONLY)
+            None, None, [reveal, reveal_text, vote_result, feedback], js=page.PAIR_READY_JS, **JS_ONLY)
         bank_btn.click(None, None, [arena_prompt], js=page.random_prompt_js(PROMPT_BANK), **JS_ONLY)
 
         @_guard
@@ -251,8 +258,9 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
                           "model_b": outcome.model_b, "name_a": outcome.name_a, "name_b": outcome.name_b}
 
         gr.on([b.click for b in vote_buttons], vote, [pair_token, choice, listened_a, listened_b, feedback, rater_id],
-              [reveal, vote_result], js=page.VOTE_JS, api_name="vote", concurrency_limit=None,
-              show_progress="hidden").then(None, [vote_result, pair_token], None, js=page.AFTER_VOTE_JS, **JS_ONLY)
+              [reveal_text, vote_result], js=page.VOTE_JS, api_name="vote", concurrency_limit=None,
+              show_progress="hidden").then(None, [vote_result, pair_token, reveal_text, reveal], [reveal],
+                                           js=page.AFTER_VOTE_JS, **JS_ONLY)
         demo.load(None, None, [rater_id], js=page.RATER_JS, **JS_ONLY)
         demo.load(None, js=page.arena_js(arena.min_listen_s), **JS_ONLY)
 

@@ -52,7 +52,7 @@ def check_listening(
     claims = []
     for value in (listened_a_s, listened_b_s):
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise VoteRejected("invalid_listening", "listening times must be finite numbers of seconds >= 0")
+            raise VoteRejected("invalid_listening", "listening times must be finite, non-negative numbers of seconds")
         claims.append(float(value))
     gates = [min(float(min_listen_s), float(d)) for d in durations]
     if any(c < g for c, g in zip(claims, gates, strict=True)):
