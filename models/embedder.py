@@ -122,7 +122,7 @@ class TextAudioEmbedder(nn.Module):
         """Normalised front-end features [B, C, T] -> [B, D], unit norm (the training path)."""
         return F.normalize(self.audio_proj(self.audio_tower(feats)), dim=-1)
 
-    def forward(self, sentence_feats: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, sentence_feats: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The training pass: sentence features [B, text_dim] and normalised audio features [B, C, T] ->
         unit-norm text and audio embeddings [B, D] each, and the logit scale (scalar)."""
         scale = self.logit_scale.exp().clamp(max=self.cfg.max_logit_scale)

@@ -9,14 +9,16 @@ A module directory holds ``<stem>.safetensors`` (the state dict; never pickle) a
      "config": {...the dataclass config, as dataclasses.asdict...},
      "lineage": {"step": 500, "recipe": "embedder", "parents": [...], ...}}
 
-``kind`` names what rebuilds it (``embedder``, ``quality``, ``judges``, ``spectral-codec``; a generator
+``kind`` names what rebuilds it (``embedder``, ``quality``, ``judges``, ``spectral-codec``, ``lm-shards``
+(the lm recipe's fp16 shards ``lm-NN.safetensors``, header ``lm.json``); a generator
 checkpoint's ``musicrl.json`` is the same header with kind ``generator``, see ``models.checkpoint``; a
 train state's ``state.json`` carries kind ``train-state``). ``stem`` defaults to the kind.
 
 Files written before this format still load (``read_header`` upgrades them in memory, nothing on disk
 is rewritten): ``{"format": "musicrl-<kind>", "version": 1, "config", "extra"}`` (embedder, quality,
 judges: ``extra`` becomes the lineage), a bare config dict (the spectral codec's ``codec.json``) and the
-version-1 generator header (its fields at the top level).
+version-1 generator header (its fields at the top level) and the lm recipe's ``lm.json`` (``lm``, ``step``,
+``metrics``, ``config``).
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ def _upgrade(meta: dict, kind: str, file: Path) -> Header:
         return Header(kind, meta["config"], meta.get("extra", {}), 1)
     if fmt is None and kind == "spectral-codec":  # version 1: codec.json was the bare config
         return Header(kind, meta, {}, 1)
+    if fmt is None and kind == "lm-shards":  # version 1 of the lm recipe's best/lm.json
+        return Header(kind, meta["lm"], {k: v for k, v in meta.items() if k != "lm"}, 1)
     raise InputError(f"{file} is not a musicrl {kind} description (format {fmt!r})")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -12,18 +11,20 @@ from models.checkpoint import save_checkpoint
 from models.conditioners import ConditionerRef
 from models.generator import MusicGenerator
 from models.lm import AudioLM, LMConfig
+from models.module_io import read_header
 from models.spectral_codec import SpectralCodec
 
 
 def load_lm_shards(best: Path) -> tuple[AudioLM, dict]:
-    """An AudioLM (float32) from ``lm-NN.safetensors`` shards + ``lm.json`` written by the lm recipe."""
-    info = json.loads((best / "lm.json").read_text())
-    lm = AudioLM(LMConfig(**info["lm"]))
+    """An AudioLM (float32) from ``lm-NN.safetensors`` shards + ``lm.json`` written by the lm recipe;
+    returns it and the header's lineage (step, metrics, config)."""
+    header = read_header(best / "lm.json", "lm-shards")
+    lm = AudioLM(LMConfig(**header.config))
     state = {}
     for shard in sorted(best.glob("lm-*.safetensors")):
         state.update({k: v.float() for k, v in load_file(str(shard)).items()})
     lm.load_state_dict(state)
-    return lm.eval(), info
+    return lm.eval(), header.lineage
 
 
 def assemble_default(

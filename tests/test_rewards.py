@@ -123,3 +123,21 @@ def test_eval_reports_the_rl_reward_bit_for_bit(tmp_path):
     assert [r["diversity"] for r in rows] == diversity.tolist()
     pooled = (embedder.embed_audio(audio[:, 0]) * embedder.embed_text(captions)).sum(-1)
     assert not torch.equal(pooled, adherence)  # the formula eval used to report is gone
+
+
+def test_floors_hold_even_inside_functions():
+    """models <- evaluation <- musicrl: no import in models/ or evaluation/ points up, not even one tucked
+    inside a function (evaluation gets the rewards by injection instead)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    above = {"models": ("evaluation", "musicrl", "app"), "evaluation": ("musicrl", "app")}
+    bad = []
+    for floor, forbidden in above.items():
+        for file in sorted((root / floor).rglob("*.py")):
+            for node in ast.walk(ast.parse(file.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                bad += [f"{file.relative_to(root)}: {n}" for n in names if n.split(".")[0] in forbidden]
+    assert not bad, bad

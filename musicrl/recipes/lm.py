@@ -27,6 +27,7 @@ from torch import nn
 
 from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.lm import AudioLM, LMConfig, TextStates
+from models.module_io import write_header
 from musicrl import distributed
 from musicrl.config import to_dict
 from musicrl.lm_data import TokenData
@@ -184,8 +185,9 @@ def evaluate(lm: AudioLM, data: TokenData, indices: list[int], cfg: Config, devi
 
 
 def export(cfg: Config, lm: AudioLM, metrics: dict, step: int) -> None:
-    """Weights in fp16 safetensors shards of <= 15 MiB (so they travel back from a GPU machine) and,
-    when a codec is given, a full musicrl checkpoint at out/model."""
+    """Weights in fp16 safetensors shards of <= 15 MiB (so they travel back from a GPU machine) with a
+    ``models.module_io`` header (kind ``lm-shards``) and, when a codec is given, a full musicrl
+    checkpoint at out/model."""
     best = cfg.out / "best"
     best.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().half().contiguous() for k, v in lm.state_dict().items()}
@@ -199,9 +201,8 @@ def export(cfg: Config, lm: AudioLM, metrics: dict, step: int) -> None:
         size += nbytes
     if shard:
         save_file(shard, str(best / f"lm-{n:02d}.safetensors"))
-    (best / "lm.json").write_text(
-        json.dumps({"lm": cfg.lm.to_dict(), "step": step, "metrics": metrics, "config": to_dict(cfg)}, indent=2)
-    )
+    lineage = {"step": step, "metrics": metrics, "config": to_dict(cfg)}
+    write_header(best / "lm.json", "lm-shards", cfg.lm.to_dict(), lineage)
     if cfg.codec:
         from musicrl.default_model import assemble_default
 
