@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from random import Random
 
-from app.generation import GenerationRequest, GenerationService
+from app.generation import GenerationService
 from app.limits import Caller, RateLimiter
 from app.prompt_bank import PROMPT_BANK
 from app.registry import ModelRegistry, snap_lambda
@@ -27,8 +27,8 @@ from app.validation import (
     DEFAULT_TOP_K,
     SEED_RANGE,
     clean_feedback,
-    clean_prompt,
     clean_rater_id,
+    collapse_whitespace,
 )
 from app.vote_rules import VoteRejected
 from models.errors import InputError
@@ -114,7 +114,7 @@ class ArenaService:
         if self.unavailable_reason:
             raise InputError(self.unavailable_reason)
         empty = prompt is None or (isinstance(prompt, str) and not prompt.strip())
-        text = clean_prompt(self.random_prompt() if empty else prompt)
+        text = collapse_whitespace(self.random_prompt() if empty else prompt)
         model_a, model_b = self.draw_models()
         with self._rng_lock:
             seeds = (self._rng.randrange(SEED_RANGE[1]), self._rng.randrange(SEED_RANGE[1]))
@@ -125,7 +125,7 @@ class ArenaService:
             lam = snap_lambda(entry.merge.init) if entry.merge is not None else None
             params = SamplingParams(cfg=self.registry.effective_cfg(model_id, DEFAULT_CFG),
                                     temperature=DEFAULT_TEMPERATURE, top_k=DEFAULT_TOP_K)
-            requests.append(GenerationRequest(model_id, text, round(duration, 3), params, (seed,), lam))
+            requests.append(self.generation.request(model_id, text, round(duration, 3), params, (seed,), lam))
         jobs = [self.generation.submit(r) for r in requests]  # both queued before waiting: they batch
         audios = [self.generation.wait(job) for job in jobs]
         clip_a, clip_b = (self.generation.store_clips(r, a, source="arena")[0]

@@ -15,6 +15,7 @@ is the server's side (busy, timed out, shut down).
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import threading
@@ -40,11 +41,12 @@ from app.validation import (
     SEED_RANGE,
     TEMPERATURE_RANGE,
     TOP_K_RANGE,
-    clean_prompt,
+    collapse_whitespace,
     number,
 )
 from models.audio_io import wav_bytes
 from models.errors import InputError
+from models.generator import GenerationPlan
 from models.sampling import SamplingParams
 
 __all__ = ["GeneratedAudio", "GeneratedClip", "GenerationRequest", "GenerationService", "ServiceError"]
@@ -56,19 +58,31 @@ class ServiceError(RuntimeError):
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One user's request: ``len(seeds)`` clips of one prompt (variation i uses seeds[i])."""
+    """One user's request, checked: ``len(seeds)`` clips of one prompt from one model (variation i uses
+    seeds[i]). ``plan`` is the model's own checked plan (``MusicGenerator.plan``); build requests with
+    :meth:`GenerationService.request`."""
 
     model_id: str
-    prompt: str
     duration: float
-    params: SamplingParams
-    seeds: tuple[int, ...]
+    plan: GenerationPlan
     lam: float | None = None  # merge entries only, on the 0.05 grid
 
     @property
+    def prompt(self) -> str:
+        return self.plan.prompts[0]
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return self.plan.seeds
+
+    @property
+    def params(self) -> SamplingParams:
+        return self.plan.params
+
+    @property
     def key(self) -> tuple:
-        """Requests with equal keys run in one ``generate`` call."""
-        return (self.model_id, self.lam, self.duration, self.params)
+        """Requests with equal keys run in one ``MusicGenerator.render`` call."""
+        return (self.model_id, self.lam, self.plan.frames, self.plan.params)
 
 
 @dataclass
@@ -150,21 +164,21 @@ class GenerationService:
     def validate(self, model_id: object, prompt: object, duration: object, cfg: object = DEFAULT_CFG,
                  temperature: object = DEFAULT_TEMPERATURE, top_k: object = DEFAULT_TOP_K, seed: object = -1,
                  variations: object = 1, lam: object = None) -> GenerationRequest:
-        """Check every input (InputError with a message for the user) and build the request.
+        """Check every input once (InputError with a message for the user) and build the request.
 
-        The guidance scale is the registry's ``effective_cfg`` (1 for CFG-free models); ``lam`` only matters for merge
-        entries (default: the entry's ``init``); seed -1 draws a random seed.
+        Here: the UI's ranges (``app.validation``); the model's own rules (prompt, duration within its
+        maximum, sampling parameters) are checked by its ``plan``, once. The guidance scale is the
+        registry's ``effective_cfg`` (1 for CFG-free models); ``lam`` only matters for merge entries
+        (default: the entry's ``init``); seed -1 draws a random seed.
         """
-        prompt = clean_prompt(prompt)
         entry = self.registry.get(model_id)
         lam_value = None
         if entry.merge is not None:
             lam_value = snap_lambda(entry.merge.init if lam is None else number("the quality/diversity weight",
                                                                                  lam, 0.0, 1.0))
-        limit = self.model_max_duration(entry.id)
-        if isinstance(duration, int | float) and not isinstance(duration, bool) and duration <= 0:
-            raise InputError(f"duration must be > 0 seconds, got {duration:g}")
-        duration = round(number("duration (seconds)", duration, 0.0, limit), 3)
+        duration = round(number("duration (seconds)", duration, -math.inf, math.inf), 3)
+        if duration > self.max_duration:
+            raise InputError(f"duration {duration:g} s exceeds this server's maximum of {self.max_duration:g} s")
         cfg = number("CFG scale", cfg, *CFG_RANGE)
         temperature = number("temperature", temperature, *TEMPERATURE_RANGE)
         top_k = int(number("top-k", top_k, *TOP_K_RANGE, integer=True))
@@ -173,7 +187,14 @@ class GenerationService:
         params = SamplingParams(cfg=self.registry.effective_cfg(entry.id, cfg), temperature=temperature, top_k=top_k)
         base = secrets.randbelow(SEED_RANGE[1]) if seed < 0 else seed
         seeds = tuple((base + i) % (SEED_RANGE[1] + 1) for i in range(variations))
-        return GenerationRequest(entry.id, prompt, duration, params, seeds, lam_value)
+        return self.request(entry.id, collapse_whitespace(prompt), duration, params, seeds, lam_value)
+
+    def request(self, model_id: str, prompt: str, duration: float, params: SamplingParams, seeds: Sequence[int],
+                lam: float | None = None) -> GenerationRequest:
+        """A request for ``model_id``'s plan (its checks: the prompt, duration and parameters)."""
+        gen = self.registry.load(model_id, lam)
+        plan = gen.plan([prompt], duration, params, list(seeds), samples_per_prompt=len(seeds))
+        return GenerationRequest(model_id, duration, plan, lam)
 
     def submit(self, request: GenerationRequest) -> _Job:
         """Queue a validated request; the job's future resolves to one GeneratedAudio per seed."""
@@ -298,14 +319,13 @@ class GenerationService:
         if any(r.key != first.key for r in requests):
             raise ValueError("a group must share model, weight, duration and parameters")
         gen = self.registry.load(first.model_id, first.lam)
-        prompts = [r.prompt for r in requests for _ in r.seeds]
-        seeds = [s for r in requests for s in r.seeds]
+        plan = GenerationPlan.concat([r.plan for r in requests])
         start = time.perf_counter()
-        out = gen.generate(prompts, first.duration, first.params, seeds=seeds, on_step=on_step)
-        self.stats.rows.append(len(prompts))
+        out = gen.render(plan, on_step=on_step)
+        self.stats.rows.append(len(plan.seeds))
         self.stats.seconds.append(time.perf_counter() - start)
-        rows = [GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seeds[i], gen.checkpoint_hash)
-                for i in range(len(prompts))]
+        rows = [GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seed, gen.checkpoint_hash)
+                for i, seed in enumerate(plan.seeds)]
         results, offset = [], 0
         for r in requests:
             results.append(rows[offset : offset + len(r.seeds)])

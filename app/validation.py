@@ -1,20 +1,20 @@
-"""Every rule a user's input must pass, in one place: the UI's sliders use the same ranges, and the
-services call these checks once per request, before anything is queued or stored.
+"""The app's rules for a user's input: the UI's sliders use the same ranges, and the services check
+them once per request, before anything is queued or stored. A model's own rules (prompt, duration,
+sampling parameters) are its ``MusicGenerator.plan``'s, also checked once.
 
-Text (prompts, feedback, rater ids) is plain text: no control characters (NUL, ANSI escapes, …),
-no lone surrogates and no bidirectional overrides (which can make a stored text display as
-something else in an admin's terminal or table). A refusal is an :class:`InputError` whose message
-is meant for the user.
+Text (prompts, feedback, rater ids) is plain text (``models.generator.check_plain_text``, the one
+rule): no control characters (NUL, ANSI escapes, …), no lone surrogates and no bidirectional
+overrides (which can make a stored text display as something else in an admin's terminal or
+table). A refusal is an :class:`InputError` whose message is meant for the user.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import unicodedata
 
 from models.errors import InputError
-from models.generator import MAX_PROMPT_CHARS
+from models.generator import check_plain_text
 
 CFG_RANGE = (0.0, 10.0)
 TEMPERATURE_RANGE = (0.05, 2.0)
@@ -23,7 +23,6 @@ SEED_RANGE = (-1, 2**31 - 1)  # -1 = a random seed
 MAX_VARIATIONS = 4
 DEFAULT_CFG, DEFAULT_TEMPERATURE, DEFAULT_TOP_K = 3.0, 1.0, 250
 RATER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
-_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def number(name: str, value: object, low: float, high: float, *, integer: bool = False) -> float:
@@ -49,11 +48,7 @@ def clean_text(value: object, what: str, max_chars: int, *, allow_empty: bool = 
         raise InputError(f"{what} must be text")
     if len(value) > max_chars:
         raise InputError(f"{what} has {len(value)} characters; the maximum is {max_chars}")
-    bad = [c for c in value
-           if (unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r") or c in _BIDI_CONTROLS]
-    if bad:
-        raise InputError(f"{what} contains {len(bad)} control or binary character(s) (first: U+{ord(bad[0]):04X}); "
-                         "type plain text")
+    check_plain_text(value, what)
     if keep_newlines:
         text = "\n".join(" ".join(line.split()) for line in value.replace("\r\n", "\n").split("\n")).strip()
     else:
@@ -63,9 +58,10 @@ def clean_text(value: object, what: str, max_chars: int, *, allow_empty: bool = 
     return text
 
 
-def clean_prompt(prompt: object) -> str:
-    """A prompt: 1 to MAX_PROMPT_CHARS characters of plain text."""
-    return clean_text(prompt, "the prompt", MAX_PROMPT_CHARS)
+def collapse_whitespace(prompt: object) -> object:
+    """A prompt with its whitespace runs collapsed to one space (anything but text is passed on as it
+    is: the model's ``plan`` checks prompts, ``models.generator.validate_prompt``)."""
+    return " ".join(prompt.split()) if isinstance(prompt, str) else prompt
 
 
 def clean_feedback(feedback: object, max_chars: int) -> str:

@@ -10,13 +10,15 @@ the same model and parameters, different prompts and seeds); measured at 1, 4 an
 cross-user batching (``--max-batch 16``) and without (``--max-batch 1``), for the tiny ``debug``
 LM and for a random 34M-parameter LM. Latency = one ``predict`` call; clips/s = clips / wall time.
 
-reliability: 50 concurrent scripted raters (``new_pair`` then ``vote``), each also sending one vote
-under the listening gate and one replay, which must both be refused. Phase 1: votes acknowledged
-must equal votes stored, exactly, while a prober sends bad inputs (empty/huge/binary prompts,
-out-of-range sliders, an unknown model, malformed calls) that must each get an error while the
-server stays up. Phase 2: the server is killed with SIGKILL mid-load and restarted on the same
-store; no acknowledged vote may be missing (votes stored but not acknowledged — in flight at the
-kill — are counted). Every loop is bounded by a count and a deadline; only 127.0.0.1 is used.
+reliability: 50 concurrent scripted raters (``new_pair``, wait out the listening gate, ``vote``), each
+also sending one vote under the gate and one replay, which must both be refused. Phase 1: votes
+acknowledged must equal votes stored, exactly, while a prober sends bad inputs (empty/huge/binary
+prompts, out-of-range sliders, an unknown model, malformed calls, a GET of the database file) that
+must each get an error while the server stays up, and ``musicrl prefs export`` reads the store from
+another process every few seconds. Phase 2: the server is killed with SIGKILL mid-load and restarted
+on the same store; no acknowledged vote may be missing (votes stored but not acknowledged — in
+flight at the kill — are counted). The servers run with ``--no-rate-limits`` (all raters share one
+address). Every loop is bounded by a count and a deadline; only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ def throughput(args: argparse.Namespace, work: Path) -> list[str]:
         data = work / f"throughput-batch{max_batch}" / "data"
         data.mkdir(parents=True)
         server = Server(data, free_port(), "--registry", str(registry), "--max-batch", str(max_batch),
-                        "--torch-threads", str(args.torch_threads))
+                        "--torch-threads", str(args.torch_threads), "--no-rate-limits")
         server.start()
         try:
             for model in args.models:
@@ -229,8 +231,8 @@ def throughput(args: argparse.Namespace, work: Path) -> list[str]:
 class Raters:
     """``n`` scripted raters voting ``votes`` times each through the API; bounded by ``deadline``."""
 
-    def __init__(self, url: str, n: int, votes: int, downloads: Path, seed: int = 0) -> None:
-        self.url, self.n, self.votes, self.downloads = url, n, votes, downloads
+    def __init__(self, url: str, n: int, votes: int, downloads: Path, clip_s: float, seed: int = 0) -> None:
+        self.url, self.n, self.votes, self.downloads, self.clip_s = url, n, votes, downloads, clip_s
         self.acked: list[str] = []
         self.gate_refused = self.replay_refused = self.unexpected = self.reconnects = 0
         self.unexpected_messages: list[str] = []
@@ -252,24 +254,25 @@ class Raters:
             try:
                 if c is None:
                     c = client(self.url, self.downloads)
-                pair_id = c.predict("", api_name="/new_pair")[2]
+                token = c.predict("", api_name="/new_pair")[2]
                 if not checked:  # one vote under the gate: must be refused and leave no row
                     try:
-                        c.predict(pair_id, "a", 1.0, 9.0, "", f"rater-{i}", api_name="/vote")
+                        c.predict(token, "a", self.clip_s / 2, self.clip_s, "", f"rater-{i}", api_name="/vote")
                     except AppError as err:
                         with self.lock:
                             self.gate_refused += "listen to both clips" in str(err)
                 with self.lock:
                     choice = self.rng.choice(["a", "b", "tie", "both_bad"])
-                c.predict(pair_id, choice, 5.5, 6.0, "", f"rater-{i}", api_name="/vote")
+                time.sleep(self.clip_s + 0.1)  # listening: the server refuses votes sooner than the clips last
+                c.predict(token, choice, self.clip_s, self.clip_s, "", f"rater-{i}", api_name="/vote")
                 with self.lock:
-                    self.acked.append(pair_id)  # acknowledged: the call returned success
+                    self.acked.append(token.split(".")[0])  # acknowledged: the call returned success
                 mine += 1
                 backoff = 0.5
                 if not checked:
                     checked = True
                     try:
-                        c.predict(pair_id, "b", 6.0, 6.0, "", f"rater-{i}", api_name="/vote")
+                        c.predict(token, "b", self.clip_s, self.clip_s, "", f"rater-{i}", api_name="/vote")
                     except AppError as err:
                         with self.lock:
                             self.replay_refused += "already been voted" in str(err)
@@ -289,9 +292,36 @@ class Raters:
 def stored_pair_ids(data_dir: Path) -> list[str]:
     sys.path.insert(0, str(ROOT))
     from app.store import open_store
+    from app.transfer import export_preferences
 
-    with open_store(None, data_dir) as store:
-        return [row["pair_id"] for row in store.export_preferences()]
+    with open_store(None, data_dir, access="read") as store:
+        return [row["pair_id"] for row in export_preferences(store)]
+
+
+class Exporter:
+    """``musicrl prefs export`` from another process every ``every_s`` seconds while the raters vote."""
+
+    def __init__(self, data_dir: Path, out: Path, every_s: float = 3.0) -> None:
+        self.data_dir, self.out, self.every_s = data_dir, out, every_s
+        self.runs = self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            done = subprocess.run([sys.executable, "-m", "musicrl.cli", "prefs", "export", "--data-dir",
+                                   str(self.data_dir), "--out", str(self.out)], cwd=ROOT, capture_output=True,
+                                  timeout=120)
+            self.runs += 1
+            self.failures += done.returncode != 0
+
+    def __enter__(self) -> Exporter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=180)
 
 
 BAD_GENERATE = {
@@ -310,7 +340,7 @@ BAD_GENERATE = {
 }
 
 
-def probe_bad_inputs(url: str, c) -> list[tuple[str, str]]:
+def probe_bad_inputs(url: str, c, data_dir: Path) -> list[tuple[str, str]]:
     """Each bad input and the first line of the error it got ("NO ERROR" would be a failure)."""
     from gradio_client.exceptions import AppError
 
@@ -328,11 +358,15 @@ def probe_bad_inputs(url: str, c) -> list[tuple[str, str]]:
     for name, args in BAD_GENERATE.items():
         expect_error(f"generate: {name}", lambda args=args: c.predict(*args, api_name="/generate"))
     expect_error("new_pair: binary prompt", lambda: c.predict("\x00\x1b[2J", api_name="/new_pair"))
-    expect_error("vote: forged pair id", lambda: c.predict("forged", "a", 9, 9, "", "r", api_name="/vote"))
-    expect_error("vote: choice 'maybe'", lambda: c.predict("forged", "maybe", 9, 9, "", "r", api_name="/vote"))
+    expect_error("vote: forged pair token", lambda: c.predict("forged.x", "a", 9, 9, "", "r", api_name="/vote"))
+    expect_error("vote: choice 'maybe'", lambda: c.predict("forged.x", "maybe", 9, 9, "", "r", api_name="/vote"))
     expect_error("vote: 10,000-char feedback",
-                 lambda: c.predict("forged", "a", 9, 9, "x" * 10_000, "r", api_name="/vote"))
+                 lambda: c.predict("forged.x", "a", 9, 9, "x" * 10_000, "r", api_name="/vote"))
+    expect_error("vote: 1e9 s of listening at once",
+                 lambda: c.predict(c.predict("", api_name="/new_pair")[2], "a", 1e9, 1e9, "", "r", api_name="/vote"))
     base = url.rstrip("/")
+    response = httpx.get(f"{base}/gradio_api/file={data_dir / 'musicrl.sqlite3'}", timeout=30)
+    out.append(("GET of the database file", f"HTTP {response.status_code}"))
     for name, body in [("malformed: /vote with 1 argument", {"data": ["x"]}),
                        ("malformed: /generate with data not a list", {"data": "nope"}),
                        ("malformed: body without data", {"fn": 3})]:
@@ -355,7 +389,7 @@ def probe_bad_inputs(url: str, c) -> list[tuple[str, str]]:
 
 def reliability(args: argparse.Namespace, work: Path) -> list[str]:
     gate_args = ("--registry", str(write_registry(work)), "--arena-duration", str(args.arena_duration),
-                 "--min-listen", "5", "--torch-threads", str(args.torch_threads))
+                 "--min-listen", "5", "--torch-threads", str(args.torch_threads), "--no-rate-limits")
     lines = [f"## Reliability: {args.raters} concurrent scripted raters", ""]
     # Phase 1: load + bad inputs, no crash.
     data = work / "reliability-1" / "data"
@@ -364,14 +398,15 @@ def reliability(args: argparse.Namespace, work: Path) -> list[str]:
     try:
         server.start()
         prober = client(server.url, work / "downloads", attempts=5)
-        raters = Raters(server.url, args.raters, args.votes, work / "downloads", seed=1)
+        raters = Raters(server.url, args.raters, args.votes, work / "downloads", args.arena_duration, seed=1)
         start = time.perf_counter()
-        threads = raters.run(deadline=time.monotonic() + args.deadline)
-        time.sleep(8.0)  # the raters are busy: probe while they load the server
-        probes = probe_bad_inputs(server.url, prober)
-        up = prober.predict(api_name="/leaderboard")[0].startswith("**")
-        for t in threads:
-            t.join(timeout=args.deadline + 60)
+        with Exporter(data, work / "export.jsonl") as exporter:
+            threads = raters.run(deadline=time.monotonic() + args.deadline)
+            time.sleep(8.0)  # the raters are busy: probe while they load the server
+            probes = probe_bad_inputs(server.url, prober, data)
+            up = prober.predict(api_name="/leaderboard")[0].startswith("**")
+            for t in threads:
+                t.join(timeout=args.deadline + 60)
         wall = time.perf_counter() - start
     finally:
         server.stop()
@@ -382,7 +417,9 @@ def reliability(args: argparse.Namespace, work: Path) -> list[str]:
         f"{wall:.0f} s wall. Votes acknowledged: **{len(raters.acked)}**; votes stored: **{len(stored)}**; "
         f"acknowledged but missing: {len(lost)}; stored but never acknowledged: {len(set(stored) - set(raters.acked))}."
         f" Votes under the listening gate refused: {raters.gate_refused}/{args.raters}; replays refused: "
-        f"{raters.replay_refused}/{args.raters}; unexpected errors: {raters.unexpected}.", "",
+        f"{raters.replay_refused}/{args.raters}; unexpected errors: {raters.unexpected}. `musicrl prefs export` "
+        f"read the store from another process {exporter.runs} times during the load ({exporter.failures} failed).",
+        "",
         f"Bad inputs sent during the load (server still answering afterwards: **{'yes' if up else 'NO'}**):", "",
         "| input | error the client got |", "|---|---|",
         *[f"| {name} | {message.replace('|', '/')} |" for name, message in probes], ""]
@@ -394,7 +431,7 @@ def reliability(args: argparse.Namespace, work: Path) -> list[str]:
     server = Server(data, free_port(), *gate_args)
     try:
         first_start_s = server.start()[1]
-        raters = Raters(server.url, args.raters, args.votes, work / "downloads", seed=2)
+        raters = Raters(server.url, args.raters, args.votes, work / "downloads", args.arena_duration, seed=2)
         threads = raters.run(deadline=time.monotonic() + args.deadline)
         wait_until = time.monotonic() + args.deadline
         while len(raters.acked) < args.kill_after and time.monotonic() < wait_until:

@@ -6,6 +6,7 @@ skipped entirely at gamma = 1) -> revert the delay pattern -> decode with the co
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -134,6 +135,46 @@ class MusicGenerator:
     def encode_text(self, prompts: list[str]) -> TextStates:
         return self.conditioner.encode(prompts)
 
+    def plan(
+        self,
+        prompts: list[str],
+        duration: float,
+        params: SamplingParams,
+        seeds: list[int] | int = 0,
+        samples_per_prompt: int = 1,
+    ) -> GenerationPlan:
+        """Check a request once (InputError with a message for the user) and fix what it will sample.
+
+        G = ``samples_per_prompt`` samples of each of B prompts; rows are prompt-major: row b * G + g is
+        sample g of prompt b. ``seeds`` is one seed per row or a single base seed (row i: base + i).
+        """
+        prompts = [validate_prompt(p) for p in prompts]
+        try:
+            params.validate()
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        if samples_per_prompt < 1:
+            raise InputError(f"samples per prompt must be >= 1, got {samples_per_prompt}")
+        rows = len(prompts) * samples_per_prompt
+        if isinstance(seeds, int):
+            seeds = [seeds + i for i in range(rows)]
+        if len(seeds) != rows:
+            raise InputError(f"{len(seeds)} seeds for {rows} samples")
+        return GenerationPlan(tuple(prompts), tuple(int(s) for s in seeds), self.num_frames(duration), params,
+                              samples_per_prompt)
+
+    def sample(
+        self,
+        plan: GenerationPlan,
+        return_logprobs: bool = False,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> CodesOutput:
+        """Sample the codes of a plan made by :meth:`plan` (nothing is checked again)."""
+        text = self.encode_text(list(plan.prompts)).repeat_rows(plan.samples_per_prompt)
+        codes, logprobs = sample_codes(self.lm, text, plan.frames, plan.params, list(plan.seeds), return_logprobs,
+                                       on_step)
+        return CodesOutput(codes, logprobs, plan.rows, list(plan.seeds), text)
+
     def generate_codes(
         self,
         prompts: list[str],
@@ -144,32 +185,23 @@ class MusicGenerator:
         return_logprobs: bool = False,
         on_step: Callable[[int, int], None] | None = None,
     ) -> CodesOutput:
-        """Sample G = ``samples_per_prompt`` code sequences for each of B prompts, in one batch.
-
-        Rows are prompt-major: row b * G + g is sample g of prompt b. ``seeds`` is one seed per row or
-        a single base seed (row i then uses base + i).
-        """
-        prompts = [validate_prompt(p) for p in prompts]
-        try:
-            params.validate()
-        except ValueError as err:
-            raise InputError(str(err)) from None
-        if samples_per_prompt < 1:
-            raise InputError(f"samples per prompt must be >= 1, got {samples_per_prompt}")
-        rows = [p for p in prompts for _ in range(samples_per_prompt)]
-        if isinstance(seeds, int):
-            seeds = [seeds + i for i in range(len(rows))]
-        if len(seeds) != len(rows):
-            raise InputError(f"{len(seeds)} seeds for {len(rows)} samples")
-        frames = self.num_frames(duration)
-        text = self.encode_text(prompts).repeat_rows(samples_per_prompt)
-        codes, logprobs = sample_codes(self.lm, text, frames, params, list(seeds), return_logprobs, on_step)
-        return CodesOutput(codes, logprobs, rows, list(seeds), text)
+        """:meth:`plan` then :meth:`sample`: G code sequences [N, K, T] for each of B prompts, in one batch."""
+        return self.sample(self.plan(prompts, duration, params, seeds, samples_per_prompt), return_logprobs, on_step)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [N, K, T] -> audio [N, C, S] clamped to [-1, 1]."""
         return self.codec.decode(codes).float().clamp(-1.0, 1.0)
+
+    def render(
+        self,
+        plan: GenerationPlan,
+        return_logprobs: bool = False,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> AudioOutput:
+        """:meth:`sample` a plan and decode it: audio [N, C, S]."""
+        out = self.sample(plan, return_logprobs, on_step)
+        return AudioOutput(self.decode(out.codes), out.codes, self.sample_rate, out.prompts, out.seeds, out.logprobs)
 
     def generate(
         self,
@@ -181,18 +213,57 @@ class MusicGenerator:
         return_logprobs: bool = False,
         on_step: Callable[[int, int], None] | None = None,
     ) -> AudioOutput:
-        out = self.generate_codes(prompts, duration, params, seeds, samples_per_prompt, return_logprobs, on_step)
-        return AudioOutput(self.decode(out.codes), out.codes, self.sample_rate, out.prompts, out.seeds, out.logprobs)
+        """:meth:`plan` then :meth:`render`."""
+        return self.render(self.plan(prompts, duration, params, seeds, samples_per_prompt), return_logprobs, on_step)
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """A checked request (:meth:`MusicGenerator.plan`): B prompts, G = ``samples_per_prompt`` samples of
+    each, one seed per row (N = B * G rows, prompt-major), T = ``frames``, the sampling parameters.
+    Plans of one model with equal frames and parameters concatenate into one batch (:meth:`concat`);
+    each row still depends on its own seed only."""
+
+    prompts: tuple[str, ...]
+    seeds: tuple[int, ...]
+    frames: int
+    params: SamplingParams
+    samples_per_prompt: int = 1
+
+    @property
+    def rows(self) -> list[str]:
+        """The prompt of each of the N rows."""
+        return [p for p in self.prompts for _ in range(self.samples_per_prompt)]
+
+    @classmethod
+    def concat(cls, plans: list[GenerationPlan]) -> GenerationPlan:
+        """One plan whose rows are the plans' rows in order (one prompt per row)."""
+        first = plans[0]
+        if any((p.frames, p.params) != (first.frames, first.params) for p in plans):
+            raise ValueError("only plans with equal frames and sampling parameters concatenate")
+        return cls(tuple(r for p in plans for r in p.rows), tuple(s for p in plans for s in p.seeds), first.frames,
+                   first.params)
+
+
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def check_plain_text(text: str, what: str) -> None:
+    """Refuse control characters (NUL, ANSI escapes; tab and line breaks are fine), lone surrogates and
+    bidirectional overrides (which make stored text display as something else) in user text."""
+    bad = [c for c in text if (unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n\r") or c in _BIDI_CONTROLS]
+    if bad:
+        raise InputError(f"{what} contains {len(bad)} control or binary character(s) (first: U+{ord(bad[0]):04X}); "
+                         "type plain text")
 
 
 def validate_prompt(prompt: str) -> str:
-    """A prompt must be non-empty text of at most MAX_PROMPT_CHARS characters."""
+    """A prompt is plain text (:func:`check_plain_text`) of 1 to MAX_PROMPT_CHARS characters; returned stripped."""
     if not isinstance(prompt, str):
         raise InputError("the prompt must be text")
-    if not prompt.strip():
-        raise InputError("the prompt is empty")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InputError(f"the prompt has {len(prompt)} characters; the maximum is {MAX_PROMPT_CHARS}")
-    if "\x00" in prompt:
-        raise InputError("the prompt contains a NUL character")
+    check_plain_text(prompt, "the prompt")
+    if not prompt.strip():
+        raise InputError("the prompt is empty")
     return prompt.strip()

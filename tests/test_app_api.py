@@ -87,7 +87,7 @@ def test_generate_returns_audio_spectrograms_and_metadata(client):
         (("x" * 1001, "alpha", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "the maximum is 1000"),
         (("\x00\x01binary\xff", "alpha", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "control or binary"),
         (("piano", "gamma", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "gamma is not in the list of choices"),
-        (("piano", "alpha", 20, 1, 3.0, 1.0, 50, 0, 0.5), "duration (seconds) must be between 0 and 10"),
+        (("piano", "alpha", 20, 1, 3.0, 1.0, 50, 0, 0.5), "duration 20 s exceeds this model's maximum of 10 s"),
         (("piano", "alpha", 500, 1, 3.0, 1.0, 50, 0, 0.5), "greater than maximum value 30"),
         (("piano", "alpha", 0.5, 9, 3.0, 1.0, 50, 0, 0.5), "greater than maximum value 4"),
         (("piano", "alpha", 0.5, 1, -3.0, 1.0, 50, 0, 0.5), "less than minimum value 0"),

@@ -25,7 +25,7 @@ from app.limits import Caller, Rate, RateLimited, RateLimiter, RateLimits
 from app.registry import MergeSpec, ModelRegistry, RegistryEntry, default_registry, load_source, snap_lambda
 from app.store import VoteRejected, open_store
 from app.transfer import export_preferences
-from app.validation import clean_prompt
+from app.validation import collapse_whitespace
 from models.debug import debug_generator
 from models.errors import InputError
 from models.registry import DEFAULT_DIR
@@ -176,7 +176,8 @@ BAD_INPUTS = {
     "non-text prompt": (dict(prompt=123), "must be text"),
     "unknown model": (dict(model_id="nope"), "unknown model 'nope'"),
     "zero duration": (dict(duration=0), "duration must be > 0"),
-    "long duration": (dict(duration=1e6), "duration (seconds) must be between 0 and 10"),
+    "long duration": (dict(duration=20), "duration 20 s exceeds this model's maximum of 10 s"),
+    "huge duration": (dict(duration=1e6), "exceeds this server's maximum of 30 s"),
     "NaN duration": (dict(duration=math.nan), "finite"),
     "text duration": (dict(duration="4"), "must be a number, got str"),
     "negative cfg": (dict(cfg=-1), "CFG scale must be between 0 and 10"),
@@ -199,8 +200,8 @@ def test_generation_inputs_are_validated_with_clear_messages(generation, case):
     assert message in str(info.value)
 
 
-def test_clean_prompt_normalises_whitespace():
-    assert clean_prompt("  calm \n piano\t") == "calm piano"
+def test_prompts_have_their_whitespace_collapsed():
+    assert collapse_whitespace("  calm \n piano\t") == "calm piano" and collapse_whitespace(5) == 5
 
 
 def test_validate_fills_seeds_and_forces_cfg_for_cfg_free(generation, registry):
@@ -216,13 +217,15 @@ def test_validate_fills_seeds_and_forces_cfg_for_cfg_free(generation, registry):
     assert random_seed[1] == random_seed[0] + 1
 
 
-def _request(prompt: str, seed: int, model: str = "a", duration: float = DUR) -> GenerationRequest:
-    return GenerationRequest(model, prompt, duration, SamplingParams(cfg=3.0, top_k=50), (seed,))
+def _request(service: GenerationService, prompt: str, seed: int, model: str = "a", duration: float = DUR,
+             seeds: tuple[int, ...] | None = None) -> GenerationRequest:
+    return service.request(model, prompt, duration, SamplingParams(cfg=3.0, top_k=50), seeds or (seed,))
 
 
 def test_generate_batch_groups_equal_keys_into_one_call_and_rows_are_independent(registry, store):
     service = GenerationService(registry, store, autostart=False)
-    requests = [_request("calm piano", 1), _request("fast techno drums", 2), _request("calm piano", 3, duration=0.1)]
+    requests = [_request(service, "calm piano", 1), _request(service, "fast techno drums", 2),
+                _request(service, "calm piano", 3, duration=0.1)]
     batched = service.generate_batch(requests)
     assert service.stats.rows == [2, 1]  # two generate calls: the 0.1 s request has its own key
     alone = service.generate_batch([requests[1]])[0]
@@ -234,7 +237,11 @@ def test_generate_batch_groups_equal_keys_into_one_call_and_rows_are_independent
 def test_a_failing_group_fails_only_its_own_requests(store, registry):
     broken = ModelRegistry([*registry.entries, RegistryEntry("broken", "Broken", path="/no/such/model")])
     service = GenerationService(broken, store, autostart=False)
-    results = service.generate_batch([_request("x", 1), _request("x", 2, model="broken")])
+    with pytest.raises(InputError, match="neither a known name"):  # a model that fails to load: at request time
+        _request(service, "x", 2, model="broken")
+    good = _request(service, "x", 1)
+    bad = GenerationRequest("broken", DUR, good.plan)  # and one that fails in the worker fails its group only
+    results = service.generate_batch([good, bad])
     assert isinstance(results[1], InputError) and "neither a known name" in str(results[1])
     assert len(results[0]) == 1 and results[0][0].audio.shape[0] == 1
     service.close()
@@ -242,9 +249,9 @@ def test_a_failing_group_fails_only_its_own_requests(store, registry):
 
 def test_worker_batches_waiting_requests_up_to_max_rows(registry, store):
     service = GenerationService(registry, store, max_batch_rows=3, autostart=False)
-    jobs = [service.submit(_request(f"prompt {i}", i)) for i in range(4)]
-    jobs.append(service.submit(GenerationRequest("a", "two rows", DUR, SamplingParams(cfg=3.0, top_k=50), (7, 8))))
-    jobs.append(service.submit(_request("other", 9, model="b")))
+    jobs = [service.submit(_request(service, f"prompt {i}", i)) for i in range(4)]
+    jobs.append(service.submit(_request(service, "two rows", 0, seeds=(7, 8))))
+    jobs.append(service.submit(_request(service, "other", 9, model="b")))
     service.start()
     results = [service.wait(job) for job in jobs]
     assert service.stats.rows == [3, 3, 1]  # 3 one-row jobs; then 1 + the 2-row job; then model b alone

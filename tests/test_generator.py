@@ -87,3 +87,23 @@ def test_bad_prompt(debug_gen, prompt):
 def test_bad_duration(debug_gen, duration):
     with pytest.raises(InputError):
         debug_gen.generate_codes(["x"], duration, SamplingParams())
+
+
+def test_a_plan_is_checked_once_and_concatenated_plans_sample_their_rows_alike(debug_gen, monkeypatch):
+    """plan() checks (here a prompt with an ANSI escape); sample() checks nothing again; two plans of one model
+    concatenated give each row the codes it gets alone (rows depend only on their own seed)."""
+    from models import generator
+
+    params = SamplingParams(cfg=3.0, top_k=20)
+    with pytest.raises(InputError, match="control or binary character"):
+        debug_gen.plan(["calm \x1b[31m piano"], 0.2, params)
+    one = debug_gen.plan(["calm piano"], 0.2, params, seeds=[5, 6], samples_per_prompt=2)
+    two = debug_gen.plan(["fast techno"], 0.2, params, seeds=[9])
+    assert one.rows == ["calm piano", "calm piano"] and (one.frames, one.seeds) == (10, (5, 6))
+    calls = []
+    monkeypatch.setattr(generator, "validate_prompt", lambda p: calls.append(p) or p)
+    both = debug_gen.sample(generator.GenerationPlan.concat([one, two]))
+    assert calls == [] and both.prompts == ["calm piano", "calm piano", "fast techno"]
+    assert torch.equal(both.codes[:2], debug_gen.sample(one).codes)
+    assert torch.equal(both.codes[2:], debug_gen.sample(two).codes)
+    assert torch.equal(debug_gen.generate_codes(["calm piano"], 0.2, params, [5, 6], 2).codes, both.codes[:2])

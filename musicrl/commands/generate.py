@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import InputError
-from models.generator import MAX_PROMPT_CHARS, validate_prompt
+from models.generator import MAX_PROMPT_CHARS
 from models.sampling import SamplingParams
 
 
@@ -43,14 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _params(args: argparse.Namespace) -> SamplingParams:
+    """The sampling parameters (their ranges are checked by the model's ``plan``; here only what the
+    command line means differently: top-k 0 would mean "no limit")."""
     if args.top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {args.top_k}")
-    try:
-        return SamplingParams(
-            cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy
-        ).validate()
-    except ValueError as err:
-        raise InputError(str(err)) from None
+    return SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                          greedy=args.greedy)
 
 
 def clip_id(prompt: str, model_hash: str, meta: dict) -> str:
@@ -65,24 +63,22 @@ def run(args: argparse.Namespace) -> int:
     from models.audio_io import atomic_write, wav_bytes
     from models.registry import load_generator
 
-    prompt = validate_prompt(args.prompt)
     params = _params(args)
-    if not args.duration > 0:
-        raise InputError(f"--duration must be > 0 seconds, got {args.duration}")
     if args.num_samples < 1:
         raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} exists and is not a directory")
     gen = load_generator(args.model)
-    frames = gen.num_frames(args.duration)  # checks the model's maximum before anything is written
+    # Every check of the request (prompt, duration within the model's maximum, parameters), once,
+    # before anything is generated or written.
+    plan = gen.plan([args.prompt], args.duration, params, seeds=args.seed, samples_per_prompt=args.num_samples)
+    prompt, frames = plan.prompts[0], plan.frames
 
     bar = tqdm(
         total=frames + gen.lm.cfg.num_codebooks - 1, desc="generating", unit="step", file=sys.stderr, disable=None
     )
     on_step = lambda done, total: bar.update(done - bar.n)
-    out = gen.generate(
-        [prompt], args.duration, params, seeds=args.seed, samples_per_prompt=args.num_samples, on_step=on_step
-    )
+    out = gen.render(plan, on_step=on_step)
     bar.close()
 
     args.out.mkdir(parents=True, exist_ok=True)
