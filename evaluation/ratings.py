@@ -52,6 +52,7 @@ __all__ = [
     "bootstrap_ratings",
     "fit_bradley_terry",
     "plot_win_rate_matrix",
+    "win_rate_figure",
     "win_rate_matrix",
     "win_rate_with_ci",
 ]
@@ -355,12 +356,10 @@ def win_rate_matrix(battles: Sequence[Battle], models: Sequence[str]) -> np.ndar
     return rate
 
 
-def plot_win_rate_matrix(matrix: np.ndarray, models: Sequence[str], path: str | Path, title: str = "") -> Path:
-    """Write a PNG heatmap of a :func:`win_rate_matrix` (row model's win rate vs column model).
-
-    Uses matplotlib's object API with the Agg canvas (no pyplot state, safe in threads). Cells show
-    the rate with two decimals; cells without games are blank. Returns the path written.
-    """
+def win_rate_figure(matrix: np.ndarray, models: Sequence[str], title: str = ""):
+    """A matplotlib Figure (object API, Agg canvas: no pyplot state, safe in threads) of a
+    :func:`win_rate_matrix`: the row model's win rate against the column model, two decimals per cell,
+    blank cells without games, a colour bar."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -368,12 +367,12 @@ def plot_win_rate_matrix(matrix: np.ndarray, models: Sequence[str], path: str | 
     n = len(models)
     if matrix.shape != (n, n):
         raise ValueError(f"matrix shape {matrix.shape} does not match {n} models")
-    size = 1.6 + 0.75 * max(n, 2)
+    size = 2.4 + 0.75 * max(n, 2)
     fig = Figure(figsize=(size + 1.2, size))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdBu", vmin=0.0, vmax=1.0)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="win rate (row vs column)")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="row's win rate")
     ax.set_xticks(range(n), labels=list(models), rotation=45, ha="right")
     ax.set_yticks(range(n), labels=list(models))
     ax.set_xlabel("opponent")
@@ -382,21 +381,24 @@ def plot_win_rate_matrix(matrix: np.ndarray, models: Sequence[str], path: str | 
         for j in range(n):
             if np.isfinite(matrix[i, j]):
                 value = matrix[i, j]
-                ax.text(
-                    j,
-                    i,
-                    f"{value:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=9,
-                    color="white" if abs(value - 0.5) > 0.3 else "black",
-                )
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=9,
+                        color="white" if abs(value - 0.5) > 0.3 else "black")
     if title:
         ax.set_title(title)
     fig.tight_layout()
+    return fig
+
+
+SAVE_PAD_INCHES = 0.15
+
+
+def plot_win_rate_matrix(matrix: np.ndarray, models: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Write :func:`win_rate_figure` as a PNG, cropped to everything drawn (long model names and the
+    colour bar's label are never cut off). Returns the path written."""
+    fig = win_rate_figure(matrix, models, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=100)
+    fig.savefig(path, format="png", dpi=100, bbox_inches="tight", pad_inches=SAVE_PAD_INCHES)
     return path
 
 

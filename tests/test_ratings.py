@@ -179,3 +179,28 @@ def test_plot_writes_png(tmp_path):
     path = plot_win_rate_matrix(win_rate_matrix(battles, models), models, tmp_path / "plots" / "wr.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_plot_shows_every_label_whole(tmp_path):
+    """Long model names and the colour bar's label lie inside the written picture: the PNG is the figure's
+    tight box (everything drawn) plus its padding, and every text of the figure is inside that box. (Saved
+    without the tight box, the colour-bar label of a two-model matrix stuck out of the picture.)"""
+    from PIL import Image
+
+    from evaluation.ratings import SAVE_PAD_INCHES, win_rate_figure
+
+    names = ["musicrl default", "musicrl default, no guidance"]
+    matrix = np.array([[np.nan, 0.53], [0.47, np.nan]])
+    path = plot_win_rate_matrix(matrix, names, tmp_path / "wr.png", title="Win rates (21 votes)")
+    fig = win_rate_figure(matrix, names, title="Win rates (21 votes)")
+    renderer = fig.canvas.get_renderer()
+    tight = fig.get_tightbbox(renderer)  # inches
+    width, height = Image.open(path).size
+    assert abs(width - (tight.width + 2 * SAVE_PAD_INCHES) * 100) <= 2
+    assert abs(height - (tight.height + 2 * SAVE_PAD_INCHES) * 100) <= 2
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_text")) if t.get_visible() and t.get_text()]
+    assert any(t.get_text() == "row's win rate" for t in texts)
+    for text in texts:
+        box = text.get_window_extent(renderer).transformed(fig.dpi_scale_trans.inverted())
+        assert tight.x0 - 1e-6 <= box.x0 and box.x1 <= tight.x1 + 1e-6, text.get_text()
+        assert tight.y0 - 1e-6 <= box.y0 and box.y1 <= tight.y1 + 1e-6, text.get_text()
