@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -92,6 +93,26 @@ def test_replicates_solved_together_equal_each_solved_alone():
     np.testing.assert_allclose(together.sum(axis=1), 0.0, atol=1e-9)
     alone = np.concatenate([_fit_thetas(incidence, w_a[i : i + 1], w_b[i : i + 1], l2=1e-9) for i in range(3)])
     np.testing.assert_allclose(together, alone, atol=1e-6)
+
+
+def test_float_limit_stop_is_accepted_and_a_real_failure_raises(monkeypatch):
+    """L-BFGS-B reports "ABNORMAL" when its line search can no longer lower f in floating point. With a
+    gradient of 1e-6 games that is the optimum (kept); with 0.5 games it is not (one clear error)."""
+    import evaluation.ratings as ratings
+
+    def stopped(gradient: float):
+        def fake_minimize(fun, x0, **kwargs):
+            x, jac = np.full_like(x0, 0.25), np.full_like(x0, gradient)
+            return SimpleNamespace(success=False, message="ABNORMAL: ", x=x, jac=jac)
+
+        return fake_minimize
+
+    incidence, w = np.array([[1.0, -1.0]]), np.array([[3.0]])
+    monkeypatch.setattr(ratings, "minimize", stopped(1e-6))
+    np.testing.assert_array_equal(_fit_thetas(incidence, w, w, l2=0.01), [[0.25, 0.25]])
+    monkeypatch.setattr(ratings, "minimize", stopped(0.5))
+    with pytest.raises(RuntimeError, match="did not converge: ABNORMAL"):
+        _fit_thetas(incidence, w, w, l2=0.01)
 
 
 def test_models_argument_selects_and_defaults():
