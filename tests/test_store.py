@@ -159,6 +159,7 @@ REFUSALS = {
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_vote_refusals_write_nothing(store, case):
     overrides, code = REFUSALS[case]
+    overrides = dict(overrides)  # popped below: the table is shared by both backends
     a, b = two_clips(store)
     issued = store.issue_pair(a.id, b.id, "session-1")
     after = timedelta(seconds=overrides.pop("after_s", 10.0))
@@ -346,7 +347,8 @@ def test_sqlite_vote_waits_for_another_writer(tmp_path):
     store.close()
 
 
-CHILD = """
+# A server process for the durability tests: the app's store (access "server") holding two clips.
+SERVER_PREAMBLE = """
 import sys, io, wave
 from datetime import timedelta
 from app.store import open_store
@@ -357,9 +359,12 @@ def wav(tag):
         w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000); w.writeframes(bytes([tag, 0]) * 400)
     return buffer.getvalue()
 
-store = open_store(None, sys.argv[1])
+store = open_store(None, sys.argv[1], access="server")
 a = store.add_clip("p", "base", "ck", {}, 1, wav(1), 8000, 0.05)
 b = store.add_clip("p", "rl", "ck", {}, 2, wav(2), 8000, 0.05)
+"""
+
+CHILD = SERVER_PREAMBLE + """
 while True:
     issued = store.issue_pair(a.id, b.id, "s")
     store.record_vote(issued.token, "s", "a", None, 0.05, 0.05, now=issued.pair.issued_at + timedelta(seconds=9))
@@ -393,20 +398,7 @@ def test_acknowledged_votes_survive_kill_9(tmp_path):
     assert set(acked) <= stored
 
 
-SERVER = """
-import sys, io, wave
-from datetime import timedelta
-from app.store import open_store
-
-def wav(tag):
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000); w.writeframes(bytes([tag, 0]) * 400)
-    return buffer.getvalue()
-
-store = open_store(None, sys.argv[1], access="server")
-a = store.add_clip("p", "base", "ck", {}, 1, wav(1), 8000, 0.05)
-b = store.add_clip("p", "rl", "ck", {}, 2, wav(2), 8000, 0.05)
+SERVER = SERVER_PREAMBLE + """
 for line in sys.stdin:
     if line.strip() == "vote":
         issued = store.issue_pair(a.id, b.id, "s")
