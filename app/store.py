@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -151,7 +151,7 @@ def split_token(token: object) -> tuple[str, str] | None:
 
 
 def open_store(
-    url: str | None,
+    url: str | URL | None,
     data_dir: Path | str,
     *,
     access: Access = "server",
@@ -165,7 +165,7 @@ def open_store(
     if access not in ("server", "read", "write"):
         raise ValueError(f"access must be 'server', 'read' or 'write', got {access!r}")
     data_dir = Path(data_dir).expanduser().resolve()
-    parsed = make_url(url if url is not None else f"sqlite:///{data_dir / SQLITE_FILENAME}")
+    parsed = make_url(url) if url is not None else URL.create("sqlite", database=str(data_dir / SQLITE_FILENAME))
     backend = parsed.get_backend_name()
     guard: Path | None = None
     if backend == "sqlite":
@@ -175,7 +175,7 @@ def open_store(
         if access == "read":
             if not db_file.is_file():
                 raise ValueError(f"there is no preference store at {db_file}")
-            parsed = parsed.set(database=f"file:{db_file}?mode=ro", query={"uri": "true"})
+            parsed = parsed.set(database=f"{db_file.as_uri()}?mode=ro", query={"uri": "true"})
         else:
             data_dir.mkdir(parents=True, exist_ok=True)
             db_file.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +237,7 @@ class _ReadOnlyGuard:
     so that none of this process's read-write connections is ever the last one to close."""
 
     def __init__(self, db_file: Path) -> None:
-        self.connection = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S)
+        self.connection = sqlite3.connect(f"{db_file.as_uri()}?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S)
         self.connection.execute("PRAGMA schema_version").fetchone()  # opens the WAL: holds the shared lock
 
     def close(self) -> None:
@@ -276,7 +276,11 @@ class Store:
         if self.engine.url.get_backend_name() != "sqlite":
             return None
         name = str(self.engine.url.database)
-        return Path(name[len("file:"):].split("?")[0] if name.startswith("file:") else name).resolve()
+        if name.startswith("file:"):  # a read-only store's URI (Path.as_uri: percent-encoded)
+            from urllib.parse import unquote, urlparse
+
+            return Path(unquote(urlparse(name).path)).resolve()
+        return Path(name).resolve()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
@@ -45,11 +46,12 @@ class ImportSummary:
 # ----------------------------------------------------------------------------- opening
 
 
-def database_url(db: str | None) -> str | None:
-    """``None`` stays None (the default SQLite file); a URL stays; a file path becomes sqlite:///PATH."""
+def database_url(db: str | None) -> str | URL | None:
+    """``None`` stays None (the default SQLite file); a URL stays; a file path becomes a SQLite URL
+    (built, not parsed, so that a '?' or '#' in the path stays part of it)."""
     if db is None or "://" in db:
         return db
-    return f"sqlite:///{Path(db).expanduser().resolve()}"
+    return URL.create("sqlite", database=str(Path(db).expanduser().resolve()))
 
 
 def open_prefs_store(db: str | None, data_dir: Path, access: Access = "read") -> Store:

@@ -457,3 +457,17 @@ def test_no_acknowledged_vote_is_lost_to_outside_readers_and_writers(tmp_path, o
     with open_store(None, data) as store:  # the restart
         stored = {row["pair_id"] for row in export_preferences(store)}
     assert set(acked) <= stored, f"lost {sorted(set(acked) - stored)}"
+
+
+def test_every_access_opens_a_store_whose_path_has_uri_characters(tmp_path):
+    """'?', '#', '%' and spaces in the data directory stay part of the file name (the read-only and guard
+    connections open SQLite by URI; the default URL is built, not parsed)."""
+    data = tmp_path / "odd dir ?#%"
+    with open_store(None, data) as store:
+        a, b = two_clips(store)
+        vote(store, store.issue_pair(a.id, b.id, "s"), "a")
+        assert store.database_file == data / "musicrl.sqlite3"
+    for access in ("read", "write"):
+        with open_store(None, data, access=access) as store:
+            assert store.vote_count() == 1 and store.database_file == data / "musicrl.sqlite3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd dir ?#%"]
