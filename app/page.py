@@ -57,7 +57,7 @@ def model_js(table: dict[str, dict]) -> str:
     model's. ``table``: model id -> {notes, cfg_free, merge, merge_init, max_duration}."""
     return f"""
 (model, duration) => {{
-  const T = {json.dumps(table)};
+  const T = {_js_literal(table)};
   const info = T[model] || {{notes: "", cfg_free: false, merge: false, merge_init: 0.5, max_duration: 30}};
   document.body.dataset.cfgFree = String(info.cfg_free);
   document.body.dataset.merge = String(info.merge);
@@ -118,7 +118,12 @@ RATER_JS = """
 
 
 def random_prompt_js(bank: tuple[str, ...]) -> str:
-    return f"() => {{ const B = {json.dumps(list(bank))}; return [B[Math.floor(Math.random() * B.length)]]; }}"
+    return f"() => {{ const B = {_js_literal(list(bank))}; return [B[Math.floor(Math.random() * B.length)]]; }}"
+
+
+def _js_literal(value: object) -> str:
+    """JSON as a JavaScript literal that cannot close an enclosing <script> element."""
+    return json.dumps(value).replace("</", "<\\/")
 
 
 def arena_js(gate_s: float) -> str:

@@ -87,16 +87,16 @@ def model_table(services: AppServices) -> dict[str, dict]:
     registry, table = services.registry, {}
     for model_id in registry.ids:
         entry = registry.get(model_id)
-        cfg_free = registry.is_cfg_free(model_id)
+        cfg_free, limit = registry.is_cfg_free(model_id), services.generation.model_max_duration(model_id)
         notes = [entry.description] if entry.description else []
-        notes.append(f"Up to {services.generation.model_max_duration(model_id):g} s of audio per clip.")
+        notes.append(f"Up to {limit:g} s of audio per clip.")
         if cfg_free:
             notes.append("This model is CFG-free: it samples without guidance.")
         if entry.merge is not None:
             notes.append("A weight merge of two models: the quality <-> diversity slider picks the mix.")
         table[model_id] = {"notes": " ".join(notes), "cfg_free": cfg_free, "merge": entry.merge is not None,
                            "merge_init": entry.merge.init if entry.merge is not None else 0.5,
-                           "max_duration": services.generation.model_max_duration(model_id)}
+                           "max_duration": limit}
     return table
 
 
