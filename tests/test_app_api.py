@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import time
 import wave
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -100,13 +101,16 @@ def test_generate_bad_inputs_get_clear_errors(client, args, message):
     assert message in str(info.value)
 
 
-def test_arena_round_trip_gate_replay_and_other_session(server, client):
+def test_arena_round_trip_gate_replay_and_other_session(server, client, monkeypatch):
     audio_a, audio_b, token, prompt = client.predict("", api_name="/new_pair")
     assert prompt and "." in token and audio_a != audio_b
     with pytest.raises(AppError, match="listen to both clips for at least 1 s"):
         client.predict(token, "a", 0.4, 0.5, "", "rater-1", api_name="/vote")
+    issued = server.services.store.get_pair(token.split(".")[0]).issued_at
+    monkeypatch.setattr(server.services.arena, "clock", lambda: issued + timedelta(seconds=0.2))
     with pytest.raises(AppError, match="listening takes at least 0.5 s"):  # the clips last 0.5 s: too soon
         client.predict(token, "a", 0.5, 0.5, "", "rater-1", api_name="/vote")
+    monkeypatch.undo()
     time.sleep(0.6)
     stranger = Client(server.url, verbose=False)
     with pytest.raises(AppError, match="issued to another session"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -137,11 +138,14 @@ def test_the_admin_export_is_private_and_carries_no_absolute_paths(server, clien
 # ----------------------------------------------------------------------------- 3. the server enforces listening
 
 
-def test_the_listening_gate_is_enforced_by_the_server(server, client):
+def test_the_listening_gate_is_enforced_by_the_server(server, client, monkeypatch):
     store = server.services.store
     _, _, token, _ = client.predict("", api_name="/new_pair")
-    with NothingWritten(store):
-        refused(lambda: client.predict(token, "a", 1e9, 1e9, "", "r-1", api_name="/vote"), "after the pair was sent")
+    issued = store.get_pair(token.split(".")[0]).issued_at
+    monkeypatch.setattr(server.services.arena, "clock", lambda: issued + timedelta(seconds=0.04))
+    with NothingWritten(store):  # 0.04 s after the pair was issued, claiming 1e9 s of listening
+        refused(lambda: client.predict(token, "a", 1e9, 1e9, "", "r-1", api_name="/vote"), "came 0.0 s after")
+    monkeypatch.undo()
     time.sleep(CLIP_S + 0.2)
     with NothingWritten(store):
         for a, b, message in [(0.1, CLIP_S, "listen to both clips"), (1e9, CLIP_S, "is not possible"),
