@@ -36,7 +36,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -355,8 +355,3 @@ def default_registry(**kwargs: Any) -> ModelRegistry:
 def registry_from(spec: str | Path | None, **kwargs: Any) -> ModelRegistry:
     """``None`` -> :func:`default_registry`; else a registry file."""
     return default_registry(**kwargs) if spec is None else ModelRegistry.from_file(spec, **kwargs)
-
-
-def model_choices(registry: ModelRegistry, ids: Iterable[str] | None = None) -> list[tuple[str, str]]:
-    """(display name, id) pairs for a dropdown."""
-    return [(registry.display_name(i), i) for i in (ids if ids is not None else registry.ids)]
