@@ -52,22 +52,6 @@ def plot_spectrogram_pairs(
     return Path(path)
 
 
-def plot_spectrogram(wav: torch.Tensor, sample_rate: int, path: str | Path, title: str = "") -> Path:
-    """A single clip's log-mel spectrogram (the app shows one per generated clip)."""
-    fig = _figure(6, 2.2)
-    ax = fig.add_subplot(1, 1, 1)
-    img = mel_image(wav, sample_rate).numpy()
-    ax.imshow(
-        img, origin="lower", aspect="auto", cmap="magma", extent=(0, wav.shape[-1] / sample_rate, 0, img.shape[0])
-    )
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("seconds", fontsize=8)
-    ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path)
-    return Path(path)
-
-
 def moving_average(values: list[float], window: int) -> list[float]:
     """Trailing mean over up to ``window`` points: [1, 2, 3, 4] with window 2 -> [1, 1.5, 2.5, 3.5]."""
     out, total = [], 0.0

@@ -35,9 +35,3 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def read_wav(path: str | Path) -> tuple[torch.Tensor, int]:
-    """-> audio [C, S] float32, sample rate."""
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return torch.from_numpy(data.T.copy()), int(sr)

@@ -31,11 +31,6 @@ class TextConditioner(Protocol):
     def describe(self) -> dict: ...
 
 
-def null_text(batch: int, dim: int, device: torch.device | str = "cpu") -> TextStates:
-    """The null condition for ``batch`` rows: one all-masked token each."""
-    return TextStates(torch.zeros(batch, 1, dim, device=device), torch.zeros(batch, 1, dtype=torch.bool, device=device))
-
-
 class _HFTextEncoder(nn.Module):
     """A frozen transformers encoder + tokenizer (shared by MiniLM and T5)."""
 

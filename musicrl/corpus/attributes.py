@@ -156,11 +156,6 @@ def tempo_band(bpm: float) -> str:
     return "medium"
 
 
-def key_name(pitch_class: int) -> str:
-    """Name of a tonic pitch class (0 = C)."""
-    return KEYS[pitch_class % 12]
-
-
 def key_pitch_class(name: str) -> int:
     """Pitch class of a tonic name from KEYS."""
     if name not in KEYS:
