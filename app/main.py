@@ -14,8 +14,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from app.limits import RateLimits
 from app.registry import ModelRegistry
 from app.services import DEFAULT_DATA_DIR, AppServices, build_services
 from models.errors import InputError
@@ -62,21 +62,17 @@ def serve(
     registry: str | Path | ModelRegistry | None = None,
     data_dir: str | Path = DEFAULT_DATA_DIR,
     *,
-    min_listen: float = 5.0,
-    admin_token: str | None = None,
-    max_batch: int = 16,
-    min_votes: int = 30,
-    arena_duration: float = 6.0,
-    limits: RateLimits | None = None,
-    trust_forwarded_for: bool = False,
     torch_threads: int | None = None,
     block: bool = True,
     quiet: bool = False,
+    **options: Any,
 ) -> RunningApp:
     """Serve the app; ``block=True`` runs until Ctrl-C (then closes the store cleanly).
 
-    ``torch_threads`` sets torch's intra-op threads for the process (one generation worker uses
-    them); on a machine shared with other jobs, 1 avoids waiting for time slices at every op.
+    ``options`` are :func:`app.services.build_services`'s (min_listen, admin_token, max_batch,
+    min_votes, arena_duration, limits, trust_forwarded_for). ``torch_threads`` sets torch's intra-op
+    threads for the process (one generation worker uses them); on a machine shared with other jobs,
+    1 avoids waiting for time slices at every op.
     """
     if torch_threads is not None:
         if torch_threads < 1:
@@ -84,9 +80,7 @@ def serve(
         import torch
 
         torch.set_num_threads(torch_threads)
-    services = build_services(db, registry, data_dir, min_listen=min_listen, admin_token=admin_token,
-                              max_batch=max_batch, min_votes=min_votes, arena_duration=arena_duration,
-                              limits=limits, trust_forwarded_for=trust_forwarded_for)
+    services = build_services(db, registry, data_dir, **options)
     try:
         running = launch(services, host, port, quiet=True)
     except BaseException:
