@@ -227,6 +227,11 @@ class AudioLM(nn.Module):
         Returns:
             logits [B, K, S, V]; position s predicts the delayed codes at step s.
         """
+        return self._logits(self.hidden_states(tokens, text))
+
+    def hidden_states(self, tokens: torch.Tensor, text: TextStates) -> torch.Tensor:
+        """The decoder's last hidden states [B, S, D] (before the final norm) for the same inputs as
+        ``forward``: what a reward model or a value head built on the LM reads."""
         b, k, s = tokens.shape
         if k != self.cfg.num_codebooks or text.states.shape[0] != b:
             raise ValueError(f"tokens {tuple(tokens.shape)} / text batch {text.states.shape[0]} do not fit the LM")
@@ -239,7 +244,7 @@ class AudioLM(nn.Module):
             ck, cv = layer.cross_attn.keys_values(states)
             x = x + layer.dropout(layer.cross_attn.attend(layer.cross_norm(x), ck, cv, mask))
             x = x + layer.mlp(x)
-        return self._logits(x)
+        return x
 
     @torch.no_grad()
     def start_decoding(self, text: TextStates | None, batch: int, max_steps: int) -> DecodeCache:
