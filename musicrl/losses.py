@@ -42,6 +42,7 @@ __all__ = [
     "per_token_divergence",
     "policy_gradient_loss",
     "sequence_sum",
+    "soft_bradley_terry_loss",
     "token_logprobs",
     "value_loss",
 ]
@@ -332,6 +333,27 @@ def bradley_terry_loss(
             raise ValueError(f"margin must be a scalar or [B]={tuple(diff.shape)}, got {tuple(margin.shape)}")
         diff = diff - margin
     return -F.logsigmoid(diff).mean()
+
+
+def soft_bradley_terry_loss(rewards_a: Tensor, rewards_b: Tensor, labels: Tensor) -> Tensor:
+    """Bradley–Terry loss with soft labels: mean_b −[y_b log σ(d_b) + (1 − y_b) log σ(−d_b)], d = r_a − r_b.
+
+    The cross-entropy of σ(r_a − r_b) = P(a ≻ b) against a target y = P(a preferred): y = 1 is
+    :func:`bradley_terry_loss` with a chosen; y = 0 with b chosen; y = ½ is a tie (the reward model
+    is pulled towards r_a = r_b, at which its loss is the minimum, log 2). ALGORITHMS §4.
+    rewards_a, rewards_b, labels: [B], labels in [0, 1]. Returns a scalar. Equal rewards give
+    log 2 for every label; d = 2, y = ½ gives ½(softplus(−2) + softplus(2)) ≈ 1.126928.
+    """
+    if rewards_a.dim() != 1 or rewards_a.shape != rewards_b.shape or labels.shape != rewards_a.shape:
+        raise ValueError(
+            f"rewards_a {tuple(rewards_a.shape)}, rewards_b {tuple(rewards_b.shape)} and labels "
+            f"{tuple(labels.shape)} must all be [B]"
+        )
+    if labels.numel() and not bool(((labels >= 0) & (labels <= 1)).all()):
+        raise ValueError("labels must lie in [0, 1] (the probability that a is preferred)")
+    diff = rewards_a - rewards_b
+    y = labels.to(diff.dtype)
+    return -(y * F.logsigmoid(diff) + (1 - y) * F.logsigmoid(-diff)).mean()
 
 
 # ----------------------------------------------------------------------------- MusicRL objective

@@ -275,3 +275,24 @@ def test_token_logprobs_matches_log_softmax():
     logits = torch.tensor([math.log(3.0), 0.0]).view(1, 1, 1, 2).expand(1, 1, 2, 2)
     lp = token_logprobs(logits, torch.tensor([[[0, 1]]]))
     torch.testing.assert_close(lp, torch.tensor([[[math.log(0.75), math.log(0.25)]]]))
+
+
+def test_soft_bradley_terry_hand_values():
+    """d = r_a − r_b. Equal rewards: −[y log ½ + (1−y) log ½] = log 2 for any y.
+    y = 1, d = log 3: −log σ(log 3) = −log ¾ (= bradley_terry_loss). y = 0, d = log 3: −log σ(−log 3) = −log ¼.
+    y = ½, d = 2: ½(softplus(−2) + softplus(2)) = ½(0.126928 + 2.126928) = 1.126928."""
+    from musicrl.losses import soft_bradley_terry_loss
+
+    r = torch.tensor([0.3, -1.2, 4.0])
+    assert soft_bradley_terry_loss(r, r.clone(), torch.tensor([1.0, 0.5, 0.0])).item() == pytest.approx(math.log(2))
+    a, b = torch.tensor([math.log(3.0)]), torch.tensor([0.0])
+    assert soft_bradley_terry_loss(a, b, torch.tensor([1.0])).item() == pytest.approx(-math.log(0.75))
+    assert soft_bradley_terry_loss(a, b, torch.tensor([1.0])).item() == pytest.approx(bradley_terry_loss(a, b).item())
+    assert soft_bradley_terry_loss(a, b, torch.tensor([0.0])).item() == pytest.approx(-math.log(0.25))
+    tie = soft_bradley_terry_loss(torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([0.5])).item()
+    assert tie == pytest.approx(0.5 * (math.log1p(math.exp(-2)) + math.log1p(math.exp(2))))
+    assert tie == pytest.approx(1.126928, abs=1e-6)
+    with pytest.raises(ValueError, match="\\[0, 1\\]"):
+        soft_bradley_terry_loss(a, b, torch.tensor([1.5]))
+    with pytest.raises(ValueError, match="\\[B\\]"):
+        soft_bradley_terry_loss(a, b, torch.tensor([1.0, 0.0]))
