@@ -1,0 +1,438 @@
+"""Recipe ``rl``: MusicRL's KL-regularised REINFORCE (Cideron et al. 2024, arXiv:2402.04229).
+
+    musicrl train rl preset=musicrl-r steps=200                                # adherence + quality
+    musicrl train rl preset=musicrl-u reward_model=runs/rm/model               # the votes' reward model
+    musicrl train rl preset=musicrl-ru model=runs/rl_r/best reward_model=...   # R, then U, KL against R
+    torchrun --nproc-per-node 4 -m musicrl.cli train rl preset=musicrl-r ...   # same run, 4 processes
+
+Objective (ALGORITHMS §3), per sampled sequence y of the delayed codes, t its valid steps::
+
+    J = (1 − α) Σ_t log π(a_t | s_t) (G_t − V(s_t))  −  α Σ_t Σ_{a ∈ codebook} π(a|s_t) log(π(a|s_t) / π_0(a|s_t))
+
+G_t = r(x, y) (one sequence-level reward, undiscounted, for every step); the KL is exact over the whole
+codebook at every step (``losses.kl_regularised_reinforce_loss``). Baselines: ``value`` — a learned
+V(s_t) whose trunk is a copy of the LM (``value_model.ValueModel``), fitted by MSE; ``loo`` — the mean
+reward of the prompt's other samples (needs samples_per_prompt >= 2). Sampling: the policy alone (no
+guidance: REINFORCE must sample the distribution it differentiates), temperature 0.99, full codebook.
+
+Rewards are any mix of ``musicrl.rewards`` (``adherence``, ``quality``, ``diversity``, ``preference``:
+weights in the config); the judges are never a training reward (they measure reward hacking in the
+validation log). Presets fix the mix: ``musicrl-r`` adherence + quality (MusicRL-R: MuLan + quality),
+``musicrl-u`` the preference reward model, ``musicrl-ru`` = U started from a musicrl-r checkpoint with
+the KL measured against that checkpoint (MusicRL's sequential RU, which beat joint training).
+``kl_anchor=ema`` regularises toward the policy's own EMA instead (WARP, μ = ``ema_rate``); the KL to
+π_0 is still measured and is what the KL budget reads.
+
+Validation every ``eval_every`` steps on held-out prompts (the corpus's valid split, fixed seeds): every
+reward component, the exact KL to π_0 on the policy's own samples and, where the judges are installed,
+the fraction of the prompts' stated attributes they hear (held out: never trained on). The best
+checkpoint (``out/best``) has the highest validation reward among those with KL ≤ ``kl_budget``
+(0 = no budget); ``out/model`` is the last. Checkpoints carry lineage: init, reference, preset,
+reward weights, the reward model's directory, hash and the votes it was trained on.
+
+Distributed: prompts and seeds are drawn for the whole run; each rank samples and scores its share of
+the prompts (a prompt's G samples stay on one rank, so leave-one-out is local); DDP averages gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.checkpoint import save_checkpoint
+from models.errors import InputError
+from models.generator import MusicGenerator
+from models.lm import AudioLM
+from models.module_io import read_header
+from models.registry import ASSETS_DIR, load_generator
+from models.sampling import SamplingParams
+from musicrl import distributed, rewards
+from musicrl.advantages import leave_one_out_advantages
+from musicrl.config import to_dict
+from musicrl.corpus_data import split_records
+from musicrl.losses import kl_regularised_reinforce_loss, kl_to_reference
+from musicrl.rollouts import sample_rollout, score_rollout
+from musicrl.train_state import JsonlLog, Loop, optimizer_step, resume_or_start, start_run
+from musicrl.value_model import ValueModel, ema_update
+
+PRESETS: dict[str, dict[str, float]] = {
+    "musicrl-r": {"adherence": 1.0, "quality": 1.0},
+    "musicrl-u": {"preference": 1.0},
+    "musicrl-ru": {"preference": 1.0},
+}
+BASELINES = ("value", "loo")
+ANCHORS = ("reference", "ema")
+
+
+@dataclass
+class Config:
+    preset: str = ""  # musicrl-r | musicrl-u | musicrl-ru: fixes the reward weights below (leave them 0)
+    model: str = "default"  # the policy's init (musicrl-ru: a musicrl-r checkpoint)
+    reference: str = ""  # π_0 of the KL and of the KL budget; "" = model
+    reward_model: str = ""  # a preference reward model directory (``musicrl train reward-model``)
+    adherence: float = 0.0  # reward weights: r = Σ weight · reward
+    quality: float = 0.0
+    diversity: float = 0.0
+    preference: float = 0.0
+    corpus: Path = Path("data/corpus")  # prompts: captions of its train split; validation: its valid split
+    prompts: Path | None = None  # or a text file of training prompts, one per line
+    out: Path = Path("runs/rl")
+    steps: int = 200
+    prompts_per_step: int = 4  # the global batch: divides by the number of processes
+    samples_per_prompt: int = 2  # G (>= 2 for the leave-one-out baseline and the diversity reward)
+    duration: float = 4.0
+    temperature: float = 0.99
+    alpha: float = 0.1  # KL weight α (MusicRL does not publish it)
+    baseline: str = "value"  # value | loo
+    value_coef: float = 1.0
+    value_lr: float = 1e-4
+    kl_anchor: str = "reference"  # reference | ema (WARP: KL toward the policy's EMA)
+    ema_rate: float = 0.01
+    lr: float = 1e-5
+    grad_clip: float = 1.0
+    eval_every: int = 20  # validation (and the best checkpoint) every N steps and at the end
+    eval_prompts: int = 8
+    kl_budget: float = 0.0  # best checkpoint only among validations with KL to π_0 <= this (0 = any)
+    embedder: str = ""  # scorers; "" = the shipped ones
+    quality_model: str = ""
+    judges: str = ""  # held-out measure in the validation log; "" = the shipped judges, "none" = off
+    log_every: int = 5
+    save_every: int = 20
+    time_limit_min: float = 0.0
+    seed: int = 0
+    threads: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class State:
+    cfg: Config
+    dist: distributed.Dist
+    gen: MusicGenerator  # gen.lm is the policy, trained in place
+    policy: nn.Module  # gen.lm or its DDP wrapper
+    reference: AudioLM  # frozen π_0
+    anchor: AudioLM  # what the loss's KL points to: the reference, or the policy's EMA
+    value: nn.Module | None  # ValueModel (or its DDP wrapper) when baseline = value
+    reward: rewards.WeightedReward
+    reward_info: dict  # the preference model's directory, hash and lineage (for the checkpoints')
+    validator: Validator
+    opt: torch.optim.Optimizer
+    captions: list[str]
+    step: int
+    best: dict  # {"step", "reward", "kl"} of out/best
+    log: JsonlLog
+    val_log: JsonlLog  # validation.jsonl: one record per validation
+
+
+@dataclass
+class Batch:
+    """This rank's share of a step: prompts (B / world) and one seed per row (B / world × G)."""
+
+    prompts: list[str]
+    seeds: list[int]
+
+
+def resolve(cfg: Config) -> Config:
+    """The config with its preset applied and its inputs checked (InputError, before anything is written)."""
+    weights = {name: getattr(cfg, name) for name in rewards.TRAINING_REWARDS}
+    if cfg.preset:
+        if cfg.preset not in PRESETS:
+            raise InputError(f"unknown preset {cfg.preset!r}; choose from {', '.join(PRESETS)}")
+        if any(weights.values()):
+            raise InputError(f"preset {cfg.preset} sets the reward weights; drop the explicit weights")
+        cfg = replace(cfg, **PRESETS[cfg.preset])
+        weights = {name: getattr(cfg, name) for name in rewards.TRAINING_REWARDS}
+    if not any(weights.values()):
+        raise InputError("no reward: give a preset (musicrl-r, musicrl-u, musicrl-ru) or reward weights")
+    if any(w < 0 for w in weights.values()):
+        raise InputError("reward weights must be >= 0")
+    if cfg.preference and not cfg.reward_model:
+        raise InputError("the preference reward needs reward_model=DIR (musicrl train reward-model)")
+    if cfg.reward_model and not Path(cfg.reward_model).is_dir():
+        raise InputError(f"reward_model {cfg.reward_model} is not a directory")
+    if cfg.preset == "musicrl-ru":
+        if _lineage(cfg.model).get("preset") != "musicrl-r":
+            raise InputError("musicrl-ru continues a musicrl-r checkpoint: set model=<its directory>")
+    if cfg.baseline not in BASELINES:
+        raise InputError(f"baseline must be one of {', '.join(BASELINES)}, got {cfg.baseline!r}")
+    if cfg.kl_anchor not in ANCHORS:
+        raise InputError(f"kl_anchor must be one of {', '.join(ANCHORS)}, got {cfg.kl_anchor!r}")
+    if (cfg.baseline == "loo" or cfg.diversity) and cfg.samples_per_prompt < 2:
+        raise InputError("the leave-one-out baseline and the diversity reward need samples_per_prompt >= 2")
+    if not 0.0 <= cfg.alpha <= 1.0:
+        raise InputError(f"alpha must lie in [0, 1], got {cfg.alpha}")
+    if not 0.0 < cfg.temperature:
+        raise InputError(f"temperature must be > 0, got {cfg.temperature}")
+    if cfg.steps < 1 or cfg.prompts_per_step < 1 or cfg.eval_every < 1 or cfg.eval_prompts < 1:
+        raise InputError("steps, prompts_per_step, eval_every and eval_prompts must be >= 1")
+    return cfg
+
+
+def _lineage(model: str) -> dict:
+    """The lineage recorded in a checkpoint directory ({} for built-in names and foreign formats)."""
+    header = Path(model) / "musicrl.json"
+    if not header.is_file():
+        return {}
+    try:
+        return read_header(header, "generator").lineage
+    except (InputError, ValueError, KeyError):
+        return {}
+
+
+def _prompts(cfg: Config) -> list[str]:
+    if cfg.prompts is not None:
+        try:
+            lines = cfg.prompts.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"cannot read prompts file {cfg.prompts}: {err}") from None
+        captions = [line.strip() for line in lines if line.strip()]
+    else:
+        captions = [r["caption"] for r in split_records(cfg.corpus, "train")]
+    if not captions:
+        raise InputError(f"no training prompts in {cfg.prompts or cfg.corpus}")
+    return captions
+
+
+def build_reward(cfg: Config, sample_rate: int) -> tuple[rewards.WeightedReward, dict]:
+    """The weighted mix of ``musicrl.rewards`` the config asks for, and the preference model's lineage."""
+    from models.embedder import TextAudioEmbedder
+    from models.quality import QualityModel
+
+    terms: dict[str, rewards.Reward] = {}
+    info: dict = {}
+    if cfg.adherence or cfg.diversity:
+        embedder = TextAudioEmbedder.load(cfg.embedder or ASSETS_DIR / "embedder")
+        _same_rate("embedder", embedder.sample_rate, sample_rate)
+        if cfg.adherence:
+            terms["adherence"] = rewards.TextAdherence(embedder)
+        if cfg.diversity:
+            terms["diversity"] = rewards.Diversity(embedder, cfg.samples_per_prompt)
+    if cfg.quality:
+        quality = QualityModel.load(cfg.quality_model or ASSETS_DIR / "quality")
+        _same_rate("quality model", quality.sample_rate, sample_rate)
+        terms["quality"] = rewards.Quality(quality)
+    if cfg.preference:
+        from musicrl.reward_model import RewardModel
+
+        model = RewardModel.load(cfg.reward_model)
+        terms["preference"] = rewards.PreferenceReward(model)
+        info = {"reward_model": str(Path(cfg.reward_model).resolve()), **_rm_lineage(Path(cfg.reward_model))}
+    weights = {name: float(getattr(cfg, name)) for name in terms}
+    return rewards.WeightedReward(terms, weights), info
+
+
+def _rm_lineage(path: Path) -> dict:
+    """Which reward model (hash of its weights) and which votes it learned from (its own lineage)."""
+    digest = hashlib.sha256()
+    for file in sorted(path.glob("*.safetensors")):
+        digest.update(file.read_bytes())
+    lineage = {}
+    for meta in sorted(path.glob("*.json")):
+        try:
+            data = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("lineage"), dict):
+            lineage = data["lineage"]
+            break
+    return {"reward_model_sha256": digest.hexdigest()[:16], "reward_model_lineage": lineage}
+
+
+def _same_rate(name: str, expected: int, given: int) -> None:
+    if expected != given:
+        raise InputError(f"the {name} expects {expected} Hz audio; the model makes {given} Hz")
+
+
+class Validator:
+    """Held-out prompts with fixed seeds: every reward component, the exact KL to π_0 and (when the
+    judges are installed) the share of the prompts' stated attributes they hear."""
+
+    def __init__(self, cfg: Config, reward: rewards.WeightedReward, records: list[dict], judges) -> None:
+        self.cfg, self.reward = cfg, reward
+        self.prompts = [r["caption"] for r in records]
+        self.g = cfg.samples_per_prompt if cfg.diversity else 1
+        self.seeds = [10_000 + i for i in range(len(self.prompts) * self.g)]
+        truth = {r["caption"]: r.get("attributes", {}) for r in records}
+        self.attributes = rewards.AttributeMatch(judges, truth) if judges is not None and records else None
+
+    @torch.no_grad()
+    def __call__(self, gen: MusicGenerator, reference: AudioLM) -> dict[str, float]:
+        if not self.prompts:
+            return {}
+        params = SamplingParams(cfg=1.0, temperature=self.cfg.temperature, top_k=0)
+        rollout = sample_rollout(gen, self.prompts, self.seeds, self.cfg.duration, params, self.g)
+        rollout = score_rollout(rollout, policy=gen.lm, reference=reference)
+        kl = kl_to_reference(rollout.policy_logits, rollout.reference_logits, rollout.mask)
+        audio = gen.decode(rollout.codes)[:, 0].cpu()
+        parts = self.reward.components(rollout.prompts, audio, rollout.codes.cpu())
+        total = rewards.mix_rewards(parts, self.reward.weights)
+        out = {"val_reward": total.mean().item(), "val_kl": kl.mean().item()}
+        out.update({f"val_{name}": value.mean().item() for name, value in parts.items()})
+        if self.attributes is not None:
+            match = self.attributes(rollout.prompts, audio)
+            out["val_judges"] = match[~match.isnan()].mean().item() if (~match.isnan()).any() else float("nan")
+        return out
+
+
+def _load_judges(cfg: Config, sample_rate: int):
+    if cfg.judges == "none":
+        return None
+    path = Path(cfg.judges) if cfg.judges else ASSETS_DIR / "judges"
+    if not path.is_dir():
+        if cfg.judges:
+            raise InputError(f"judges {cfg.judges} is not a directory")
+        return None
+    from evaluation.judges import Judges
+
+    judges = Judges.load(path)
+    return judges if judges.sample_rate == sample_rate else None
+
+
+def setup(cfg: Config) -> State:
+    # every input is checked (and every model loaded) before the run directory is written to
+    cfg = resolve(cfg)
+    captions = _prompts(cfg)
+    gen = load_generator(cfg.model)
+    reference_gen = gen if not cfg.reference or cfg.reference == cfg.model else load_generator(cfg.reference)
+    if reference_gen.lm.cfg != gen.lm.cfg:
+        raise InputError(f"reference {cfg.reference} has another LM architecture than {cfg.model}")
+    reward, reward_info = build_reward(cfg, gen.sample_rate)
+    validator = Validator(cfg, reward, _validation_records(cfg), _load_judges(cfg, gen.sample_rate))
+    dist = start_run(cfg)
+    torch.manual_seed(cfg.seed + dist.rank)
+    gen.lm.to(dist.device)
+    reference = copy.deepcopy(reference_gen.lm).to(dist.device).eval().requires_grad_(False)
+    anchor = reference if cfg.kl_anchor == "reference" else copy.deepcopy(gen.lm).eval().requires_grad_(False)
+    value = ValueModel.from_lm(gen.lm) if cfg.baseline == "value" else None
+    groups = [{"params": [p for p in gen.lm.parameters() if p.requires_grad], "lr": cfg.lr}]
+    if value is not None:
+        groups.append({"params": [p for p in value.parameters() if p.requires_grad], "lr": cfg.value_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=0.0)
+    modules = _modules(gen.lm, value, anchor if cfg.kl_anchor == "ema" else None)
+    step, extra, log = resume_or_start(cfg.out, modules, {"opt": opt}, dist)
+    policy = distributed.wrap(gen.lm, dist)
+    value_fn = distributed.wrap(value, dist) if value is not None else None
+    best = extra.get("best", {}) if isinstance(extra, dict) else {}
+    val_log = JsonlLog(cfg.out / "validation.jsonl", enabled=dist.is_main)
+    val_log.truncate_after(step)
+    return State(cfg, dist, gen, policy, reference, anchor, value_fn, reward, reward_info, validator, opt,
+                 captions, step, best, log, val_log)
+
+
+def _validation_records(cfg: Config) -> list[dict]:
+    if cfg.prompts is not None and not (cfg.corpus / "manifest.jsonl").is_file():
+        return [{"caption": p} for p in _prompts(cfg)[: cfg.eval_prompts]]
+    records = split_records(cfg.corpus, "valid")
+    step = max(1, len(records) // cfg.eval_prompts)
+    return records[::step][: cfg.eval_prompts]
+
+
+def _modules(lm: nn.Module, value: nn.Module | None, ema: nn.Module | None) -> dict[str, nn.Module]:
+    modules = {"lm": lm}
+    if value is not None:
+        modules["value"] = value
+    if ema is not None:
+        modules["ema"] = ema
+    return modules
+
+
+def next_batch(state: State) -> Batch:
+    """The global batch of step ``state.step`` depends on (seed, step) alone; this rank takes its share."""
+    cfg = state.cfg
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + state.step)
+    idx = torch.randint(0, len(state.captions), (cfg.prompts_per_step,), generator=g)
+    seeds = torch.randint(0, 2**31 - 1, (cfg.prompts_per_step * cfg.samples_per_prompt,), generator=g).tolist()
+    shard = state.dist.shard
+    return Batch(shard([state.captions[i] for i in idx], "prompts_per_step"), shard(seeds, "prompts_per_step"))
+
+
+def step(state: State, batch: Batch) -> dict[str, float]:
+    """One update: on-policy samples at temperature 0.99, rewards, exact KL, value (or LOO) baseline."""
+    cfg, gen = state.cfg, state.gen
+    params = SamplingParams(cfg=1.0, temperature=cfg.temperature, top_k=0)
+    rollout = sample_rollout(gen, batch.prompts, batch.seeds, cfg.duration, params, cfg.samples_per_prompt)
+    audio = gen.decode(rollout.codes)[:, 0].cpu()
+    parts = state.reward.components(rollout.prompts, audio, rollout.codes.cpu())
+    reward = rewards.mix_rewards(parts, state.reward.weights).to(rollout.codes.device)
+    gen.lm.eval()  # the loss sees the policy that sampled (no dropout)
+    rollout = score_rollout(rollout, policy=state.policy, reference=state.reference)
+    anchor_logits = rollout.reference_logits
+    if state.anchor is not state.reference:
+        with torch.no_grad():
+            anchor_logits = state.anchor(rollout.inputs, rollout.text)
+    if state.value is not None:
+        values, value_coef = state.value(rollout.inputs, rollout.text), cfg.value_coef
+    else:
+        baseline = reward - leave_one_out_advantages(reward, cfg.samples_per_prompt)
+        values, value_coef = baseline[:, None, None].expand(rollout.mask.shape).float(), 0.0
+    tokens = torch.where(rollout.mask, rollout.delayed, 0)
+    out = kl_regularised_reinforce_loss(rollout.policy_logits, anchor_logits, tokens, reward, values, rollout.mask,
+                                        cfg.alpha, value_coef)
+    params_ = [p for group in state.opt.param_groups for p in group["params"]]
+    grad_norm = optimizer_step(state.opt, out.loss, params_, cfg.grad_clip)
+    if cfg.kl_anchor == "ema":
+        ema_update(state.anchor, gen.lm, cfg.ema_rate)
+    with torch.no_grad():
+        kl_ref = kl_to_reference(rollout.policy_logits.detach(), rollout.reference_logits, rollout.mask)
+    metrics = {"loss": out.loss.item(), "reward": reward.mean().item(), "kl": kl_ref.mean().item(),
+               "kl_anchor": out.kl.item(), "pg": out.policy_loss.item(), "value_loss": out.value_loss.item(),
+               "adv_abs": out.advantages.abs().sum().item() / rollout.mask.sum().item(), "grad_norm": grad_norm}
+    metrics.update({f"reward_{name}": value.mean().item() for name, value in parts.items()})
+    return metrics
+
+
+def _lineage_of(state: State) -> dict:
+    cfg = state.cfg
+    return {"parents": [state.gen.checkpoint_hash], "recipe": "rl", "preset": cfg.preset or None,
+            "step": state.step, "init": cfg.model, "reference": cfg.reference or cfg.model,
+            "rewards": dict(state.reward.weights), **state.reward_info, "config": to_dict(cfg)}
+
+
+def validate(state: State) -> None:
+    """Rank 0: score the held-out prompts, log them, and keep ``out/best`` (highest validation reward
+    with KL to π_0 within the budget)."""
+    cfg = state.cfg
+    if not state.dist.is_main:
+        return
+    scores = state.validator(state.gen, state.reference)
+    within = not cfg.kl_budget or scores["val_kl"] <= cfg.kl_budget
+    if within and scores["val_reward"] > state.best.get("reward", float("-inf")):
+        state.best = {"step": state.step, "reward": scores["val_reward"], "kl": scores["val_kl"]}
+        save_checkpoint(state.gen, cfg.out / "best", lineage={**_lineage_of(state), "validation": scores})
+    state.val_log.write({"step": state.step, **scores, "best_step": state.best.get("step", -1)})
+
+
+def main(cfg: Config) -> dict:
+    state = setup(cfg)
+    cfg = state.cfg
+    modules = _modules(state.gen.lm, _unwrap(state.value), state.anchor if cfg.kl_anchor == "ema" else None)
+
+    def before_save(stop: bool) -> dict:
+        if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
+            validate(state)
+        return {"best": state.best}
+
+    with Loop("rl", cfg, state.log, state.dist, modules, {"opt": state.opt}, state.step) as loop:
+        if state.step == 0:
+            validate(state)  # the init's scores: where the run starts from
+        while state.step < cfg.steps:
+            metrics = step(state, next_batch(state))
+            state.step += 1
+            if loop.after_step(state.step, metrics, before_save=before_save):
+                break
+        summary = {"step": state.step, "model": str(cfg.out / "model"), "best": str(cfg.out / "best"),
+                   "best_validation": state.best}
+        if state.dist.is_main:
+            save_checkpoint(state.gen, cfg.out / "model", lineage=_lineage_of(state))
+            (cfg.out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _unwrap(module: nn.Module | None) -> nn.Module | None:
+    return getattr(module, "module", module)
