@@ -33,3 +33,19 @@ def load_split_audio(
             raise InputError(f"{r['path']} is {sr} Hz; this model needs {sample_rate} Hz (rebuild with --sample-rate)")
         clips.append(wav if wav.ndim == 1 else wav.mean(axis=1))
     return clips, records
+
+
+# The attributes the evaluation judges hear (``evaluation.judges``); a caption may state others.
+JUDGED = ("style", "tempo_band", "mode", "lead_instrument", "drums")
+
+
+def stated_attributes(record: dict) -> dict[str, str]:
+    """{attribute: label} a corpus record's caption states, among those the judges hear (what
+    ``rewards.AttributeMatch`` checks). A stated tempo is judged as its band."""
+    from musicrl.corpus.attributes import tempo_band
+    from musicrl.corpus.captions import parse_caption
+
+    stated = parse_caption(record["caption"])
+    if "tempo" in stated and "tempo_band" not in stated:
+        stated["tempo_band"] = tempo_band(float(stated["tempo"]))
+    return {a: str(record[a]) for a in JUDGED if a in stated and a in record}

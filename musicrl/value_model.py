@@ -5,8 +5,9 @@
 
 MusicRL initialises policy AND value from the pretrained LM (ALGORITHMS §3): the value trunk is a
 copy of the LM's decoder (its own weights from then on), read through ``AudioLM.hidden_states``; the
-head is a LayerNorm and a linear map to one number, initialised to zero so that at step 0 the
-advantage G_t − V(s_t) is the return itself. A delayed step s predicts the K codes of that step, so
+head is a LayerNorm and a linear map to one number with zero weights; the ``rl`` recipe sets its bias
+to the first batch's mean reward before the first update (a zero start would make every advantage the
+raw reward, pushing up every sampled token at once). A delayed step s predicts the K codes of that step, so
 V(s) is one number broadcast over the K codebooks (the layout ``kl_regularised_reinforce_loss`` takes).
 """
 

@@ -55,7 +55,7 @@ from models.sampling import SamplingParams
 from musicrl import distributed, rewards
 from musicrl.advantages import leave_one_out_advantages
 from musicrl.config import to_dict
-from musicrl.corpus_data import split_records
+from musicrl.corpus_data import split_records, stated_attributes
 from musicrl.losses import kl_regularised_reinforce_loss, kl_to_reference
 from musicrl.rollouts import sample_rollout, score_rollout
 from musicrl.train_state import JsonlLog, Loop, optimizer_step, resume_or_start, start_run
@@ -258,7 +258,7 @@ class Validator:
         self.prompts = [r["caption"] for r in records]
         self.g = cfg.samples_per_prompt if cfg.diversity else 1
         self.seeds = [10_000 + i for i in range(len(self.prompts) * self.g)]
-        truth = {r["caption"]: r.get("attributes", {}) for r in records}
+        truth = {r["caption"]: stated_attributes(r) if "style" in r else {} for r in records}
         self.attributes = rewards.AttributeMatch(judges, truth) if judges is not None and records else None
 
     @torch.no_grad()
@@ -367,6 +367,8 @@ def step(state: State, batch: Batch) -> dict[str, float]:
         with torch.no_grad():
             anchor_logits = state.anchor(rollout.inputs, rollout.text)
     if state.value is not None:
+        if state.step == 0:  # V starts at the first batch's mean reward (ValueModel's docstring)
+            _unwrap(state.value).head.bias.data.fill_(state.dist.mean({"r": reward.mean().item()})["r"])
         values, value_coef = state.value(rollout.inputs, rollout.text), cfg.value_coef
     else:
         baseline = reward - leave_one_out_advantages(reward, cfg.samples_per_prompt)
