@@ -14,7 +14,7 @@ Rows are prompt-major where siblings matter (``Diversity``): row b*G + g is samp
 | ``Quality`` | mean over segments of P(clean corpus music) | quality model |
 | ``Diversity`` | mean over the G−1 siblings of 1 − cos(E(y), E(y')), E = mean segment embedding | embedder |
 | ``AttributeMatch`` | fraction of the prompt's stated attributes the judges hear (EVALUATION ONLY) | judges |
-| ``PreferenceReward`` | r(caption, codes) of a Bradley–Terry reward model (``PreferenceModel``) | a future RM |
+| ``PreferenceReward`` | r(caption, codes) of a Bradley–Terry RM (``PreferenceModel``) | ``musicrl.reward_model`` |
 
 Why here, and how evaluation gets them (STYLE 7, "rewards = metrics"): the arithmetic on embeddings
 is pure and lives one floor down in ``evaluation.reward_math`` (``cosine_adherence``,
@@ -56,6 +56,7 @@ __all__ = [
     "TextAdherence",
     "WeightedReward",
     "check_trainable",
+    "load_preference_reward",
     "mix_rewards",
 ]
 
@@ -178,6 +179,14 @@ class PreferenceReward:
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of captions, one per clip, not one string")
         return self.model.score(list(prompts), codes).float().cpu()
+
+
+def load_preference_reward(path, device: str = "cpu") -> PreferenceReward:
+    """The reward of a trained preference RM directory (``musicrl train reward-model``; a WARM average is
+    one model too). Its codes must come from the codec of the base generator it was trained on."""
+    from musicrl.reward_model import RewardModel
+
+    return PreferenceReward(RewardModel.load(path, device=device))
 
 
 @dataclass
