@@ -17,11 +17,13 @@ def _fmt(s: dict, key: str, digits: int = 3) -> str:
 
 def markdown_table(summaries: list[dict]) -> str:
     attrs = sorted({a for s in summaries for a in s.get("judge_accuracy", {})})
+    preference = ["preference"] if any("preference" in s for s in summaries) else []  # with --reward-model
     head = [
         "model",
         "cfg",
         "adherence",
         "quality",
+        *preference,
         "diversity",
         "attribute diversity",
         "FAD (N gen / ref)",
@@ -47,6 +49,7 @@ def markdown_table(summaries: list[dict]) -> str:
                     cfg,
                     _fmt(s, "adherence"),
                     _fmt(s, "quality"),
+                    *[_fmt(s, k) for k in preference],
                     _fmt(s, "diversity"),
                     _fmt(s, "attribute_diversity"),
                     fad,

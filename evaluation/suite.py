@@ -26,6 +26,8 @@ from models.generator import MusicGenerator
 from models.sampling import SamplingParams
 
 ClipMetric = Callable[[list[str], torch.Tensor], torch.Tensor]  # (captions [N], audio [N, S]) -> [N]
+# (captions [N], audio [N, S], codes [N, K, T]) -> [N]: metrics that read the generated codes (a preference RM)
+CodesMetric = Callable[[list[str], torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -58,10 +60,13 @@ class Scorers:
     """What clips are scored with; anything None or absent is skipped.
 
     per_clip: name -> metric, reported per clip and as a mean over prompts (e.g. "adherence",
-    "quality"); diversity: needs G >= 2; attributes: judge accuracy per attribute and attribute
-    diversity; reference [M, D]: ``diversity.embed`` of real clips, for FAD."""
+    "quality"); per_clip_codes: the same for metrics that also read the clips' codes (e.g.
+    "preference"; skipped where there are no codes, as for real clips); diversity: needs G >= 2;
+    attributes: judge accuracy per attribute and attribute diversity; reference [M, D]:
+    ``diversity.embed`` of real clips, for FAD."""
 
     per_clip: dict[str, ClipMetric] = field(default_factory=dict)
+    per_clip_codes: dict[str, CodesMetric] = field(default_factory=dict)
     diversity: DiversityMetric | None = None
     attributes: AttributeMetric | None = None
     reference: torch.Tensor | None = None
@@ -106,11 +111,16 @@ def paired_ratio_ci(
     return float(a.mean() / b.mean()), (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
 
 
-def score_clips(scorers: Scorers, audio: torch.Tensor, captions: list[str], group: int) -> dict:
+def score_clips(
+    scorers: Scorers, audio: torch.Tensor, captions: list[str], group: int, codes: torch.Tensor | None = None
+) -> dict:
     """audio [N, S] at the scorers' sample rate, captions one per clip, rows prompt-major in groups of
-    ``group``. Returns per-clip tensors [N] by metric name, "embedding" [N, D], "judges" (one dict per
-    clip) and "profile" [N, C] where the scorers give them."""
+    ``group``; codes [N, K, T] the clips were decoded from (None: the code metrics are skipped). Returns
+    per-clip tensors [N] by metric name, "embedding" [N, D], "judges" (one dict per clip) and "profile"
+    [N, C] where the scorers give them."""
     out: dict = {name: fn(captions, audio).cpu() for name, fn in scorers.per_clip.items()}
+    if codes is not None:
+        out.update({name: fn(captions, audio, codes).cpu() for name, fn in scorers.per_clip_codes.items()})
     if scorers.diversity is not None:
         out["embedding"] = scorers.diversity.embed(audio).cpu()
         if group >= 2:
@@ -137,7 +147,7 @@ def summarise(
     scorers: Scorers,
     extra: dict,
     profiles: torch.Tensor | None = None,
-    values: tuple[str, ...] = ("adherence", "quality", "diversity"),
+    values: tuple[str, ...] = ("adherence", "quality", "diversity", "preference"),
 ) -> dict:
     """Means with bootstrap CIs over prompts of the per-clip ``values`` (a prompt's diversity is the mean
     of its clips' sibling dissimilarities), attribute diversity, FAD and judge accuracy for one setting."""
@@ -210,7 +220,7 @@ def evaluate_model(
         gen_seconds += time.perf_counter() - t
         audio = out.audio[:, 0]
         clip_prompts = [p for p in batch for _ in range(g)]
-        scores = score_clips(scorers, audio, [p.caption for p in clip_prompts], g)
+        scores = score_clips(scorers, audio, [p.caption for p in clip_prompts], g, out.codes)
         values = tuple(_clip_values(scores))
         for n in range(audio.shape[0]):
             row = {

@@ -299,3 +299,33 @@ def test_cli_trains_from_a_sqlite_store_and_refuses_bad_input(base_dir, tmp_path
         assert not target.exists()
     assert main(["train", "cfg-distill", "--prefs", str(out / "prefs.jsonl")]) == 2
     assert "only apply to the reward-model recipe" in capsys.readouterr().err
+
+
+def test_eval_adds_the_preference_column_from_the_same_reward(base_dir, tmp_path, capsys):
+    from musicrl.cli import main
+
+    rm_dir = RewardModel.from_generator(debug_generator(), "debug").save(tmp_path / "rm")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("calm piano\nfast rock\n")
+    args = ["eval", "--models", "dbg=debug", "--cfg", "1", "--prompts", str(prompts), "--samples-per-prompt", "2",
+            "--duration", "0.2", "--reference", "none", "--reward-model", str(rm_dir), "--out", str(tmp_path / "e")]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in (tmp_path / "e" / "results.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["preference"]) for r in rows)
+    summary = json.loads((tmp_path / "e" / "summary.jsonl").read_text().splitlines()[0])
+    assert summary["preference"] == pytest.approx(np.mean([r["preference"] for r in rows]))
+    assert "| preference |" in (tmp_path / "e" / "report.md").read_text()
+    # the column is the RL reward itself: the same codes scored through PreferenceReward give the same numbers
+    from models.sampling import SamplingParams
+    from musicrl.rewards import load_preference_reward
+
+    out = debug_generator().generate(["calm piano"], 0.2, SamplingParams(cfg=1.0), seeds=[0, 1], samples_per_prompt=2)
+    again = load_preference_reward(rm_dir)(["calm piano"] * 2, out.audio[:, 0], out.codes)
+    assert again.tolist() == pytest.approx([r["preference"] for r in rows[:2]], abs=1e-6)
+
+    other = RewardModel.from_generator(debug_generator(), str(base_dir))  # trained on the spectral-codec base
+    other.cfg.base_hash = ""
+    other.save(tmp_path / "rm2")
+    capsys.readouterr()
+    assert main([*args[:-4], "--reward-model", str(tmp_path / "rm2"), "--out", str(tmp_path / "e2")]) == 2
+    assert "another codec" in capsys.readouterr().err

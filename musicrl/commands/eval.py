@@ -5,6 +5,9 @@
 
 Writes results.jsonl (one row per clip), summary.jsonl (one per model x cfg), report.md and
 pareto.png. Scorers (text-audio embedder, quality model, judges) default to the shipped ones.
+``--reward-model DIR`` adds a "preference" column: r(caption, codes) of a trained preference RM
+(``musicrl train reward-model``), the very ``rewards.PreferenceReward`` an RL recipe optimises, read
+from the codes each clip was decoded from (so every evaluated model must use the RM's base codec).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--embedder", type=Path, default=None)
     p.add_argument("--quality", type=Path, default=None)
     p.add_argument("--judges", type=Path, default=None)
+    p.add_argument("--reward-model", type=Path, default=None,
+                   help="a preference reward model directory: adds the 'preference' metric (its reward)")
     p.add_argument(
         "--reference",
         default="corpus:data/corpus:test:200",
@@ -189,6 +194,20 @@ def build_scorers(models: dict, samples_per_prompt: int, prompts: list):
     return scorers
 
 
+def preference_reward(path: Path, generators: list):
+    """``rewards.PreferenceReward`` of the RM at ``path``; refused when a model's codec is not the RM's
+    (its codes would mean nothing to the RM)."""
+    from musicrl.rewards import load_preference_reward
+
+    reward = load_preference_reward(path)
+    codec = reward.model.base.codec.describe()
+    for gen in generators:
+        if gen.codec.describe() != codec:
+            raise InputError(f"--reward-model {path} reads codes of its base {reward.model.cfg.base!r} codec; "
+                             f"model {gen.name} uses another codec")
+    return reward
+
+
 def parse_curves(items: list[str]) -> dict[str, list[str]]:
     curves = {}
     for item in items:
@@ -284,6 +303,8 @@ def run(args: argparse.Namespace) -> int:
         specs += [ModelSpec(label, gen, cfg=c, extra=lineage_extra(gen)) for c in args.cfg]
     sample_rate = specs[0].generator.sample_rate
     scorers = build_scorers(load_scorer_models(args, sample_rate), args.samples_per_prompt, prompts)
+    if args.reward_model is not None:
+        scorers.per_clip_codes["preference"] = preference_reward(args.reward_model, [s.generator for s in specs])
     summaries = []
     if args.reference != "none" and (scorers.diversity is not None or scorers.attributes is not None):
         ref_root, ref_split, ref_n = _corpus_spec(args.reference)
