@@ -4,6 +4,12 @@ clip each for the same prompt, sides random, names revealed only after the vote.
 A pair is issued to one caller and answered with a vote token (``app.store.IssuedPair``) that only
 that caller ever receives; every vote goes through the store's checks (token, session, first vote,
 listening gate) after the texts are cleaned (``app.validation``) and the caller's rate limit.
+
+With probability ``repeat_share`` a caller that gives a rater id gets, instead of new clips, a
+consistency repeat of a pair that rater already judged: the same two clips under new file names, sides
+swapped, same prompt (``app/repeats.py``). A vote may claim ``simulated`` (a simulated listener's):
+that only ever takes it off the people's leaderboard and export, so any client may claim it.
+The registry is re-read when its file changed (``ModelRegistry.refresh``) before models are drawn.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from app.generation import GenerationService
 from app.limits import Caller, RateLimiter
 from app.prompt_bank import PROMPT_BANK
 from app.registry import ModelRegistry, snap_lambda
+from app.repeats import issue_repeat, repeat_candidates
 from app.store import Store, now_utc
 from app.validation import (
     DEFAULT_CFG,
@@ -69,9 +76,11 @@ class ArenaService:
     def __init__(self, registry: ModelRegistry, generation: GenerationService, store: Store, *,
                  limiter: RateLimiter | None = None, min_listen_s: float = 5.0, duration: float = 6.0,
                  prompts: Sequence[str] = PROMPT_BANK, rng: Random | None = None,
-                 clock: Callable[[], datetime] = now_utc) -> None:
+                 clock: Callable[[], datetime] = now_utc, repeat_share: float = 0.1) -> None:
         if not min_listen_s >= 0:
             raise ValueError("min_listen_s must be >= 0")
+        if not 0.0 <= repeat_share <= 1.0:
+            raise ValueError(f"repeat_share must be in [0, 1], got {repeat_share}")
         if not prompts:
             raise ValueError("the prompt bank is empty")
         self.registry = registry
@@ -82,6 +91,7 @@ class ArenaService:
         self.duration = float(duration)
         self.prompts = tuple(prompts)
         self.clock = clock
+        self.repeat_share = float(repeat_share)
         self._rng = rng or Random(secrets.randbits(64))
         self._rng_lock = threading.Lock()
 
@@ -99,21 +109,29 @@ class ArenaService:
             return self._rng.choice(self.prompts)
 
     def draw_models(self) -> tuple[str, str]:
-        """(model on side A, model on side B): a uniformly random ordered pair of distinct models."""
+        """(model on side A, model on side B): a uniformly random ordered pair of distinct models (from the
+        registry as its file now reads)."""
+        self.registry.refresh()
         with self._rng_lock:
             a, b = self._rng.sample(self.registry.ids, 2)
         return a, b
 
-    def new_pair(self, caller: Caller, prompt: object = None) -> ArenaPair:
+    def new_pair(self, caller: Caller, prompt: object = None, rater_id: object = None) -> ArenaPair:
         """Generate one clip from each of two distinct random models and issue the pair to ``caller``.
 
-        An empty prompt takes one from the prompt bank. Sides are random (the draw's order).
+        An empty prompt takes one from the prompt bank. Sides are random (the draw's order). With
+        ``rater_id`` (optional; "" = anonymous) the pair may be a consistency repeat (module docstring).
         """
         _check_session(caller)
         self.limiter.hit("pair", caller)
+        rater = clean_rater_id(rater_id)
+        self.registry.refresh()
         if self.unavailable_reason:
             raise InputError(self.unavailable_reason)
         empty = prompt is None or (isinstance(prompt, str) and not prompt.strip())
+        repeat = self._repeat(caller, rater, None if empty else collapse_whitespace(prompt))
+        if repeat is not None:
+            return repeat
         text = collapse_whitespace(self.random_prompt() if empty else prompt)
         model_a, model_b = self.draw_models()
         with self._rng_lock:
@@ -133,17 +151,43 @@ class ArenaService:
         issued = self.store.issue_pair(clip_a.id, clip_b.id, caller.session)
         return ArenaPair(issued.token, text, clip_a.audio_file, clip_b.audio_file, clip_a.duration, clip_b.duration)
 
+    def _repeat(self, caller: Caller, rater: str | None, prompt: object) -> ArenaPair | None:
+        """A consistency repeat for ``rater`` (with probability ``repeat_share``), or None: no rater id, the
+        draw said no, or nothing of theirs is left to repeat (of ``prompt``, when one was typed)."""
+        if rater is None or self.repeat_share <= 0 or not (prompt is None or isinstance(prompt, str)):
+            return None
+        with self._rng_lock:
+            if self._rng.random() >= self.repeat_share:
+                return None
+        candidates = repeat_candidates(self.store, rater, prompt)
+        while candidates:
+            with self._rng_lock:
+                original = candidates.pop(self._rng.randrange(len(candidates)))
+            repeated = issue_repeat(self.store, original, caller.session)
+            if repeated is not None:
+                issued, clip_a, clip_b = repeated
+                return ArenaPair(issued.token, issued.pair.prompt, clip_a.audio_file, clip_b.audio_file,
+                                 clip_a.duration, clip_b.duration)
+        return None
+
     def vote(self, caller: Caller, token: object, choice: object, rater_id: object = None,
-             listened_a_s: object = 0.0, listened_b_s: object = 0.0, feedback: object = "") -> VoteOutcome:
-        """Store the vote through the store's checks (raises VoteRejected or InputError) and reveal the models."""
+             listened_a_s: object = 0.0, listened_b_s: object = 0.0, feedback: object = "",
+             simulated: object = False) -> VoteOutcome:
+        """Store the vote through the store's checks (raises VoteRejected or InputError) and reveal the models.
+
+        ``simulated``: True for a simulated listener's vote (None = False)."""
         _check_session(caller)
         self.limiter.hit("vote", caller)
         if not isinstance(token, str) or not token:
             raise VoteRejected("unknown_pair", "there is no pair to vote on: get a new pair first")
+        if simulated is None:
+            simulated = False
+        if not isinstance(simulated, bool):
+            raise InputError("simulated must be true or false")
         rater = clean_rater_id(rater_id)
         text = clean_feedback(feedback, self.store.feedback_max_chars)
         vote = self.store.record_vote(token, caller.session, str(choice), rater, listened_a_s, listened_b_s, text,
-                                      self.min_listen_s, now=self.clock())
+                                      self.min_listen_s, now=self.clock(), simulated=simulated)
         return VoteOutcome(vote.pair_id, vote.choice, vote.model_a, vote.model_b,
                            self.registry.display_name(vote.model_a), self.registry.display_name(vote.model_b))
 

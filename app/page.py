@@ -51,19 +51,18 @@ body[data-cfg-free="true"] #cfg-slider { display: none !important; }
 """
 
 
-def model_js(table: dict[str, dict]) -> str:
-    """On a model change: its notes and merge weight as values; the CFG and quality/diversity sliders
-    shown or hidden through attributes on <body> (CSS above); the duration slider's maximum set to the
-    model's. ``table``: model id -> {notes, cfg_free, merge, merge_init, max_duration}."""
-    return f"""
-(model, duration) => {{
-  const T = {_js_literal(table)};
-  const info = T[model] || {{notes: "", cfg_free: false, merge: false, merge_init: 0.5, max_duration: 30}};
+# On a model change: its notes and merge weight as values; the CFG and quality/diversity sliders shown or
+# hidden through attributes on <body> (CSS above); the duration slider's maximum set to the model's.
+# ``table`` (the hidden models JSON, refreshed by the ``models`` event on load): model id -> {name, notes,
+# cfg_free, merge, merge_init, max_duration}.
+MODEL_JS = """
+(table, model, duration) => {
+  const info = (table || {})[model] || {notes: "", cfg_free: false, merge: false, merge_init: 0.5, max_duration: 30};
   document.body.dataset.cfgFree = String(info.cfg_free);
   document.body.dataset.merge = String(info.merge);
   document.querySelectorAll('#duration-slider input').forEach((el) => el.max = String(info.max_duration));
   return [info.notes, info.merge_init, Math.min(Number(duration) || 0, info.max_duration)];
-}}
+}
 """
 
 
@@ -199,15 +198,18 @@ def arena_js(gate_s: float) -> str:
 """.replace("__GATE__", repr(float(gate_s)))
 
 
+# The page's votes are people's: ``simulated`` is always false from here (a scripted client may set it).
 VOTE_JS = """
-(token, choice, listened_a, listened_b, feedback, rater_id) => {
+(token, choice, listened_a, listened_b, feedback, rater_id, simulated) => {
   const A = window.musicrlArena;
   const s = A ? A.seconds() : {a: 0, b: 0};
-  return [token, (A && A.choice) || '', s.a, s.b, feedback, rater_id];
+  return [token, (A && A.choice) || '', s.a, s.b, feedback, rater_id, false];
 }
 """
 
-NEW_PAIR_JS = "(prompt) => { if (window.musicrlArena) window.musicrlArena.reset(); return [prompt]; }"
+NEW_PAIR_JS = """
+(prompt, rater_id) => { if (window.musicrlArena) window.musicrlArena.reset(); return [prompt, rater_id]; }
+"""
 PAIR_READY_JS = "() => { if (window.musicrlArena) window.musicrlArena.paired(); return ['', '', null, '']; }"
 AFTER_VOTE_JS = """
 (result, token, text, shown) => {

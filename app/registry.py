@@ -23,6 +23,14 @@ quality<->diversity slider picks lam; interpolated models are cached per lam rou
 ``debug:SEED`` is the tiny random debug stack (``models.debug``) with its LM weights drawn from
 SEED: the conditioner and codec stay those of ``debug``, like finetunes of one base model.
 
+Hot reload: a registry read from a file keeps the file's path; :meth:`ModelRegistry.refresh` (called
+where the arena draws models and where the page lists them; at most once per second, a ``stat``)
+re-reads the file when its mtime, size or inode changed and swaps the new entries in under the lock.
+Loaded models stay cached by their source path, so an unchanged entry is not reloaded; cached weight
+merges are dropped. A file that fails to read or check keeps the old entries and logs one line.
+:func:`add_registry_entry` appends an entry atomically (temp file + rename), which is how ``musicrl
+loop`` registers a new model in a running app.
+
 Without ``--registry`` the app serves :func:`default_registry`: ``models/assets/registry.yaml``
 when the embedded default ships one; else the embedded default twice, sampled with guidance
 (CFG 3) and without (``cfg_free``), so the arena has two systems to compare; else (not installed
@@ -32,9 +40,14 @@ in this checkout) the debug models, with a notice saying so.
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
+import logging
+import os
 import re
+import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +62,7 @@ LAMBDA_STEP = 0.05  # merge weights are cached (and served) on this grid
 DEFAULT_REGISTRY_FILE = DEFAULT_DIR.parent / "registry.yaml"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DEBUG_RE = re.compile(r"^debug:(\d{1,9})$")
+log = logging.getLogger(__name__)
 
 DEBUG_NOTICE = (
     "The embedded default model is not installed in this checkout, so the app serves tiny random "
@@ -102,11 +116,38 @@ def load_source(source: str) -> MusicGenerator:
     return load_generator(source)
 
 
+@dataclass(frozen=True)
+class _Entries:
+    """One consistent set of entries, swapped in as a whole on reload."""
+
+    entries: tuple[RegistryEntry, ...]
+    by_id: dict[str, RegistryEntry]
+    notice: str
+
+    @classmethod
+    def check(cls, entries: Sequence[RegistryEntry], notice: str) -> _Entries:
+        if not entries:
+            raise InputError("the model registry lists no models")
+        ids = [e.id for e in entries]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise InputError(f"the model registry lists {', '.join(duplicates)} more than once")
+        by_id = {e.id: e for e in entries}
+        for entry in entries:
+            if entry.merge is not None:
+                for side in (entry.merge.a, entry.merge.b):
+                    if by_id.get(side, None) is not None and by_id[side].is_merge:
+                        raise InputError(f"merge entry {entry.id!r}: {side!r} is itself a merge entry")
+        return cls(tuple(entries), by_id, notice)
+
+
 class ModelRegistry:
     """Registry entries plus a thread-safe cache of loaded (and merged) models.
 
     ``loader`` turns a ``path`` into a :class:`MusicGenerator` (default :func:`load_source`); tests
-    pass counting loaders. Nothing is loaded before :meth:`load` asks for it.
+    pass counting loaders. Nothing is loaded before :meth:`load` asks for it. ``source``: the file the
+    entries were read from (set by :meth:`from_file`), which :meth:`refresh` re-reads when it changes,
+    looking at most once per ``reload_interval_s``.
     """
 
     def __init__(
@@ -116,28 +157,33 @@ class ModelRegistry:
         notice: str = "",
         loader: Callable[[str], MusicGenerator] = load_source,
         merge_cache_size: int = 6,
+        reload_interval_s: float = 1.0,
     ) -> None:
-        if not entries:
-            raise InputError("the model registry lists no models")
-        ids = [e.id for e in entries]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise InputError(f"the model registry lists {', '.join(duplicates)} more than once")
-        self.entries: tuple[RegistryEntry, ...] = tuple(entries)
-        self._by_id = {e.id: e for e in self.entries}
-        for entry in self.entries:
-            if entry.merge is not None:
-                for side in (entry.merge.a, entry.merge.b):
-                    if self._by_id.get(side, None) is not None and self._by_id[side].is_merge:
-                        raise InputError(f"merge entry {entry.id!r}: {side!r} is itself a merge entry")
-        self.notice = notice
+        self._state = _Entries.check(entries, notice)
         self._loader = loader
         self._lock = threading.RLock()
         self._sources: dict[str, MusicGenerator] = {}
         self._merged: OrderedDict[tuple[str, float], MusicGenerator] = OrderedDict()
         self._merge_cache_size = merge_cache_size
+        self.source: Path | None = None
+        self.reload_interval_s = float(reload_interval_s)
+        self._stamp: tuple[int, int, int] | None = None  # (mtime_ns, size, inode) of the source when last read
+        self._checked_at = -float("inf")
+        self._refresh_lock = threading.Lock()
 
     # -- lookup --------------------------------------------------------------------------------
+
+    @property
+    def entries(self) -> tuple[RegistryEntry, ...]:
+        return self._state.entries
+
+    @property
+    def _by_id(self) -> dict[str, RegistryEntry]:
+        return self._state.by_id
+
+    @property
+    def notice(self) -> str:
+        return self._state.notice
 
     @property
     def ids(self) -> list[str]:
@@ -239,38 +285,150 @@ class ModelRegistry:
         with self._lock:
             return list(self._merged)
 
+    # -- hot reload ----------------------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> bool:
+        """Re-read :attr:`source` if it changed since it was read (looking at most once per
+        ``reload_interval_s`` unless ``force``); True when new entries were swapped in.
+
+        Cheap enough for every request: usually one clock read, at most one ``stat`` a second. Never
+        raises: a file that cannot be read or checked keeps the entries served now and logs one line
+        (once per version of the file). A concurrent caller returns at once while one re-reads.
+        """
+        if self.source is None or not self._refresh_lock.acquire(blocking=False):
+            return False
+        try:
+            now = time.monotonic()
+            if not force and now - self._checked_at < self.reload_interval_s:
+                return False
+            self._checked_at = now
+            try:
+                stamp = _stamp(self.source)
+            except OSError:
+                return False  # between a writer's unlink and rename, or removed: keep serving what we have
+            if stamp == self._stamp:
+                return False
+            self._stamp = stamp
+            try:
+                entries, notice = _parse_registry(_read_registry(self.source), self.source.parent)
+                state = _Entries.check(entries, notice)
+            except InputError as err:
+                log.warning("registry %s not reloaded, still serving %s: %s", self.source, ", ".join(self.ids), err)
+                return False
+            with self._lock:
+                self._state = state
+                self._merged.clear()  # a merge entry may now name other ends
+            log.info("registry %s reloaded: serving %s", self.source, ", ".join(self.ids))
+            return True
+        finally:
+            self._refresh_lock.release()
+
     # -- construction --------------------------------------------------------------------------
 
     @classmethod
     def from_mapping(cls, data: object, base_dir: Path | None = None, **kwargs: Any) -> ModelRegistry:
         """Build from the parsed file (``{"models": [...]}`` or a bare list); paths relative to base_dir."""
-        items = data.get("models") if isinstance(data, Mapping) else data
-        if not isinstance(items, list):
-            raise InputError("a registry file must hold a list under 'models'")
-        notice = str(data.get("notice", "")) if isinstance(data, Mapping) else ""
-        entries = [_parse_entry(item, i, base_dir) for i, item in enumerate(items, start=1)]
+        entries, notice = _parse_registry(data, base_dir)
         return cls(entries, notice=kwargs.pop("notice", notice), **kwargs)
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> ModelRegistry:
-        """Read a YAML (.yaml/.yml) or JSON registry file."""
-        path = Path(path)
+        """Read a YAML (.yaml/.yml) or JSON registry file; :meth:`refresh` re-reads it when it changes."""
+        path = Path(path).resolve()
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise InputError(f"cannot read the registry file {path}: {err}") from None
-        try:
-            if path.suffix.lower() == ".json":
-                data = json.loads(text)
-            else:
-                import yaml
+            stamp = _stamp(path)  # before reading: a change during the read is seen by the next refresh
+        except OSError as err:
+            raise InputError(f"cannot read the registry file {path}: {err.strerror or err}") from None
+        registry = cls.from_mapping(_read_registry(path), base_dir=path.parent, **kwargs)
+        registry.source, registry._stamp, registry._checked_at = path, stamp, time.monotonic()
+        return registry
 
-                data = yaml.safe_load(text)
-        except ValueError as err:  # json.JSONDecodeError and yaml.YAMLError's subclasses
-            raise InputError(f"registry file {path} is not valid {path.suffix[1:] or 'YAML'}: {err}") from None
-        except Exception as err:  # yaml.YAMLError does not derive from ValueError
-            raise InputError(f"registry file {path} is not valid YAML: {err}") from None
-        return cls.from_mapping(data, base_dir=path.resolve().parent, **kwargs)
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _read_registry(path: Path) -> object:
+    """The parsed YAML (.yaml/.yml) or JSON registry file; InputError naming the file otherwise."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the registry file {path}: {err}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        import yaml
+
+        return yaml.safe_load(text)
+    except ValueError as err:  # json.JSONDecodeError and yaml.YAMLError's subclasses
+        raise InputError(f"registry file {path} is not valid {path.suffix[1:] or 'YAML'}: {err}") from None
+    except Exception as err:  # yaml.YAMLError does not derive from ValueError
+        raise InputError(f"registry file {path} is not valid YAML: {err}") from None
+
+
+def _parse_registry(data: object, base_dir: Path | None) -> tuple[list[RegistryEntry], str]:
+    """(entries, notice) of a parsed registry file (``{"models": [...]}`` or a bare list)."""
+    items = data.get("models") if isinstance(data, Mapping) else data
+    if not isinstance(items, list):
+        raise InputError("a registry file must hold a list under 'models'")
+    notice = str(data.get("notice", "")) if isinstance(data, Mapping) else ""
+    return [_parse_entry(item, i, base_dir) for i, item in enumerate(items, start=1)], notice
+
+
+def add_registry_entry(path: str | Path, entry: Mapping[str, Any]) -> RegistryEntry:
+    """Append ``entry`` (a mapping as in the file: id, name, path or merge, cfg_free, description) to the
+    registry file at ``path``, atomically: the new file is written beside it, fsynced and renamed over
+    it, so a running app's :meth:`ModelRegistry.refresh` sees the old file or the new one, never half.
+    Writers are serialised by a lock on ``PATH.lock``. Returns the parsed entry.
+
+    Raises InputError when the id is already listed, the entry is malformed, or the registry with it
+    would not load (the file is then left as it was). Other keys of the file are kept; YAML comments
+    are not (the file is rewritten from its parsed form).
+    """
+    path = Path(path).resolve()
+    try:
+        plain = json.loads(json.dumps(dict(entry)))
+    except (TypeError, ValueError) as err:
+        raise InputError(f"a registry entry must hold plain values (text, numbers, true/false): {err}") from None
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = _read_registry(path)
+        items = data.get("models") if isinstance(data, Mapping) else data
+        if not isinstance(items, list):
+            raise InputError(f"registry file {path} must hold a list under 'models'")
+        if any(isinstance(item, Mapping) and item.get("id") == plain.get("id") for item in items):
+            raise InputError(f"the registry {path} already lists {plain.get('id')!r}")
+        new = _parse_entry(plain, len(items) + 1, path.parent)
+        updated: object = {**data, "models": [*items, plain]} if isinstance(data, Mapping) else [*items, plain]
+        _Entries.check(*_parse_registry(updated, path.parent))  # the whole registry still loads
+        if path.suffix.lower() == ".json":
+            text = json.dumps(updated, indent=2) + "\n"
+        else:
+            import yaml
+
+            text = yaml.safe_dump(updated, sort_keys=False, allow_unicode=True)
+        _write_atomically(path, text)
+    return new
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _describe(module: object) -> object:

@@ -2,8 +2,11 @@
 
 clips   one generated clip: prompt, model, every parameter, seed, the content-addressed WAV
 pairs   a blind A/B pair issued to one browser session; ``secret_sha256`` is the hash of the pair
-        token's secret half, which only the session that received the pair ever sees
-votes   append-only (database triggers refuse UPDATE and DELETE); one vote per pair (UNIQUE)
+        token's secret half, which only the session that received the pair ever sees. A rater
+        consistency repeat (``app/repeats.py``) has ``repeat_of`` = the original pair's id and
+        ``swapped`` = True (its clip A is a copy of the original's clip B and vice versa)
+votes   append-only (database triggers refuse UPDATE and DELETE); one vote per pair (UNIQUE);
+        ``simulated`` = cast by a simulated listener (a client's claim; NULL in older stores = False)
 
 Migration: :func:`migrate` creates missing tables and adds columns that a newer version declares
 but an existing database lacks (nullable, so old rows stay valid). Columns are never renamed or
@@ -55,6 +58,10 @@ class PairRow(Base):
     prompt: Mapped[str] = mapped_column(Text)
     # sha256 of the token's secret half; NULL for imported pairs and pairs issued before tokens existed
     secret_sha256: Mapped[str | None] = mapped_column(String(64))
+    # rater consistency repeats: the original pair's id (not a foreign key: an import may hold the repeat
+    # without its original) and whether the sides are swapped; NULL for ordinary pairs and older stores
+    repeat_of: Mapped[str | None] = mapped_column(String(64), index=True)
+    swapped: Mapped[bool | None]
 
 
 class VoteRow(Base):
@@ -72,6 +79,7 @@ class VoteRow(Base):
     listened_b_s: Mapped[float]
     feedback: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+    simulated: Mapped[bool | None]  # NULL (older stores) = a person's vote
 
 
 # Append-only votes, enforced by the database itself.

@@ -69,8 +69,12 @@ def build_services(
     arena_duration: float = 6.0,
     limits: RateLimits | None = None,
     trust_forwarded_for: bool = False,
+    repeat_share: float = 0.1,
 ) -> AppServices:
-    """Open the store (SQLite in ``data_dir`` unless ``db`` is a URL) and build the services."""
+    """Open the store (SQLite in ``data_dir`` unless ``db`` is a URL) and build the services.
+
+    ``repeat_share``: the probability that a new pair for a rater id is a consistency repeat of a pair
+    that rater already judged (``app/repeats.py``; 0 = never)."""
     if not min_listen >= 0:
         raise InputError(f"--min-listen must be >= 0 seconds, got {min_listen}")
     if max_batch < 1:
@@ -79,6 +83,8 @@ def build_services(
         raise InputError(f"--min-votes must be >= 0, got {min_votes}")
     if not arena_duration > 0:
         raise InputError(f"--arena-duration must be > 0 seconds, got {arena_duration}")
+    if not 0 <= repeat_share <= 1:
+        raise InputError(f"--repeat-share must be in [0, 1], got {repeat_share}")
     models = registry if isinstance(registry, ModelRegistry) else registry_from(registry)
     store = open_prefs_store(db, Path(data_dir).expanduser().resolve(), access="server")
     limiter = RateLimiter(limits or RateLimits())
@@ -89,7 +95,7 @@ def build_services(
         limiter=limiter,
         generation=generation,
         arena=ArenaService(models, generation, store, limiter=limiter, min_listen_s=min_listen,
-                           duration=arena_duration),
+                           duration=arena_duration, repeat_share=repeat_share),
         leaderboard=LeaderboardService(store, models, min_votes=min_votes),
         admin=AdminService(store, admin_token, limiter=limiter),
         trust_forwarded_for=trust_forwarded_for,

@@ -30,6 +30,9 @@ server is still appending to, and the votes written there vanish with the server
   one (SQLite refuses the exclusive lock while the guard holds its shared one), and the guard
   itself, being read-only, cannot delete the WAL either.
 
+Votes are of two kinds (``VoteKind``): people's and simulated listeners' (``simulated`` = True,
+claimed by the client). Ratings are only ever computed from one kind (:meth:`Store.battles`).
+
 Audio is content-addressed: ``data_dir/audio/ab/abcdef….wav`` is named by the sha256 of its bytes,
 written atomically (temp file, fsync, rename) before the row that refers to it; identical audio is
 stored once. Audio always lives on the local disk, also with PostgreSQL.
@@ -55,7 +58,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, or_, select, true
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -64,11 +67,13 @@ from app.schema import FEEDBACK_MAX_CHARS, ID_MAX, ClipRow, PairRow, VoteRow, mi
 from app.vote_rules import CHOICES, DEFAULT_MIN_LISTEN_S, VoteRejected, check_listening
 from evaluation.ratings import Battle
 
-__all__ = ["CHOICES", "DEFAULT_MIN_LISTEN_S", "FEEDBACK_MAX_CHARS", "SQLITE_FILENAME", "Access", "ClipRecord",
-           "IssuedPair", "PairRecord", "Store", "VoteRecord", "VoteRejected", "open_store"]
+__all__ = ["CHOICES", "DEFAULT_MIN_LISTEN_S", "FEEDBACK_MAX_CHARS", "SQLITE_FILENAME", "VOTE_KINDS", "Access",
+           "ClipRecord", "IssuedPair", "PairRecord", "Store", "VoteKind", "VoteRecord", "VoteRejected", "open_store"]
 
 SQLITE_FILENAME = "musicrl.sqlite3"
 Access = Literal["server", "read", "write"]
+VoteKind = Literal["people", "simulated", "all"]
+VOTE_KINDS: tuple[str, ...] = ("people", "simulated", "all")
 _BUSY_TIMEOUT_S = 30.0
 _LOCK_RETRIES = 8
 
@@ -101,6 +106,8 @@ class PairRecord:
     session_id: str
     issued_at: datetime
     prompt: str
+    repeat_of: str | None = None  # a rater consistency repeat of this pair id (app/repeats.py)
+    swapped: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ class VoteRecord:
     created_at: datetime
     model_a: str  # revealed to the listener after the vote
     model_b: str
+    simulated: bool = False
 
 
 def utc(value: datetime) -> datetime:
@@ -137,6 +145,23 @@ def now_utc() -> datetime:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_vote_kind(votes: object) -> str:
+    """"people", "simulated" or "all"; ValueError otherwise."""
+    if votes not in VOTE_KINDS:
+        raise ValueError(f"votes must be one of {', '.join(VOTE_KINDS)}, got {votes!r}")
+    return str(votes)
+
+
+def vote_kind_filter(votes: str) -> Any:
+    """The WHERE clause selecting one kind of vote (NULL, from older stores, is a person's)."""
+    kind = check_vote_kind(votes)
+    if kind == "people":
+        return or_(VoteRow.simulated.is_(None), VoteRow.simulated.is_(False))
+    if kind == "simulated":
+        return VoteRow.simulated.is_(True)
+    return true()
 
 
 def split_token(token: object) -> tuple[str, str] | None:
@@ -391,9 +416,11 @@ class Store:
 
     # -- pairs -------------------------------------------------------------------------------
 
-    def issue_pair(self, clip_a_id: str, clip_b_id: str, session_id: str) -> IssuedPair:
+    def issue_pair(self, clip_a_id: str, clip_b_id: str, session_id: str, *, repeat_of: str | None = None,
+                   swapped: bool = False) -> IssuedPair:
         """Record that ``session_id`` was shown clip_a as "A" and clip_b as "B" (the caller randomises
-        sides), now. Returns the pair and its vote token (see :class:`IssuedPair`)."""
+        sides), now. Returns the pair and its vote token (see :class:`IssuedPair`). ``repeat_of``/``swapped``
+        mark a rater consistency repeat (``app/repeats.py``)."""
         check_id("session_id", session_id)
         if clip_a_id == clip_b_id:
             raise ValueError("a pair needs two different clips")
@@ -405,7 +432,8 @@ class Store:
                 if clip is None:
                     raise LookupError(f"unknown clip id {clip_id!r}")
             row = PairRow(id=secrets.token_urlsafe(12), clip_a=clip_a_id, clip_b=clip_b_id, session_id=session_id,
-                          issued_at=now_utc(), prompt=clip_a.prompt, secret_sha256=_sha256(secret))
+                          issued_at=now_utc(), prompt=clip_a.prompt, secret_sha256=_sha256(secret),
+                          repeat_of=repeat_of, swapped=bool(swapped) if repeat_of is not None else None)
             session.add(row)
             return row
 
@@ -432,6 +460,7 @@ class Store:
         feedback: str = "",
         min_listen_s: float = DEFAULT_MIN_LISTEN_S,
         now: datetime | None = None,
+        simulated: bool = False,
     ) -> VoteRecord:
         """Store one vote, or raise :class:`VoteRejected` and store nothing.
 
@@ -440,7 +469,10 @@ class Store:
         pass :func:`app.vote_rules.check_listening` against the time since the pair was issued and
         the clips' lengths (``now``: the server's clock unless a test fixes it). ``choice``, feedback
         and rater id are checked again here, as the last line behind the service's cleaning.
+        ``simulated`` marks a simulated listener's vote (kept off the people's leaderboard and export).
         """
+        if not isinstance(simulated, bool):
+            raise VoteRejected("invalid_simulated", f"simulated must be true or false, got {simulated!r}")
         if choice not in CHOICES:
             raise VoteRejected("invalid_choice", f"choice must be one of {', '.join(CHOICES)}: {choice!r}")
         if not isinstance(feedback, str) or len(feedback) > self.feedback_max_chars:
@@ -464,12 +496,13 @@ class Store:
             listened = check_listening(listened_a_s, listened_b_s, (clip_a.duration, clip_b.duration), elapsed,
                                        min_listen_s)
             row = VoteRow(pair_id=pair_id, choice=choice, rater_id=rater_id, listened_a_s=listened[0],
-                          listened_b_s=listened[1], feedback=feedback, created_at=now_utc())
+                          listened_b_s=listened[1], feedback=feedback, created_at=now_utc(), simulated=simulated)
             session.add(row)
             session.flush()  # the UNIQUE(pair_id) constraint decides here, also between concurrent voters
             return VoteRecord(id=row.id, pair_id=pair_id, choice=choice, rater_id=rater_id,
                               listened_a_s=listened[0], listened_b_s=listened[1], feedback=feedback,
-                              created_at=utc(row.created_at), model_a=clip_a.model_id, model_b=clip_b.model_id)
+                              created_at=utc(row.created_at), model_a=clip_a.model_id, model_b=clip_b.model_id,
+                              simulated=simulated)
 
         try:
             return self.run_write(work)
@@ -489,23 +522,44 @@ class Store:
             return {row.__tablename__: int(session.scalar(select(func.count()).select_from(row)) or 0)
                     for row in (ClipRow, PairRow, VoteRow)}
 
-    def battles(self) -> list[Battle]:
-        """Every vote as a :class:`~evaluation.ratings.Battle` of model ids, in vote order."""
+    def count_votes(self, votes: VoteKind = "all", *, include_ties: bool = True, repeats: bool | None = None) -> int:
+        """Votes of one kind ("people", "simulated", "all"); ``include_ties=False`` counts a/b only;
+        ``repeats``: None = any pair, True = consistency repeats only, False = ordinary pairs only."""
+        query = select(func.count()).select_from(VoteRow).join(PairRow, VoteRow.pair_id == PairRow.id)
+        query = query.where(vote_kind_filter(votes))
+        if not include_ties:
+            query = query.where(VoteRow.choice.in_(("a", "b")))
+        if repeats is not None:
+            query = query.where(PairRow.repeat_of.is_not(None) if repeats else PairRow.repeat_of.is_(None))
+        with self._read() as session:
+            return int(session.scalar(query) or 0)
+
+    def battles(self, votes: VoteKind = "people", *, repeats: bool = False) -> list[Battle]:
+        """The votes of one kind as :class:`~evaluation.ratings.Battle` s of model ids, in vote order.
+
+        ``votes``: "people" (default), "simulated" or "all" — ratings never mix the kinds unless asked.
+        Consistency repeats are left out unless ``repeats``: they replay a pair the same rater already
+        judged, so counting them would weigh that rater's comparison twice (docs/SECURITY.md).
+        """
         clip_a, clip_b = aliased(ClipRow), aliased(ClipRow)
         query = (
             select(clip_a.model_id, clip_b.model_id, VoteRow.choice)
             .join(PairRow, VoteRow.pair_id == PairRow.id)
             .join(clip_a, PairRow.clip_a == clip_a.id)
             .join(clip_b, PairRow.clip_b == clip_b.id)
+            .where(vote_kind_filter(votes))
             .order_by(VoteRow.id)
         )
+        if not repeats:
+            query = query.where(PairRow.repeat_of.is_(None))
         with self._read() as session:
             return [Battle(a, b, choice) for a, b, choice in session.execute(query)]
 
 
 def pair_record(row: PairRow) -> PairRecord:
     return PairRecord(id=row.id, clip_a=row.clip_a, clip_b=row.clip_b, session_id=row.session_id,
-                      issued_at=utc(row.issued_at), prompt=row.prompt)
+                      issued_at=utc(row.issued_at), prompt=row.prompt, repeat_of=row.repeat_of,
+                      swapped=bool(row.swapped))
 
 
 def check_id(name: str, value: object) -> None:

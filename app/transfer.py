@@ -6,8 +6,14 @@ per side (``chosen_*``, ``rejected_*``): ``audio`` — the WAV's path RELATIVE t
 directory (``audio/ab/abcd….wav``: an export never carries the server's absolute paths) —,
 audio_sha256, model_id, checkpoint_hash, seed, params, sample_rate, duration, created_at; and
 pair_id (the public half of the vote token, never its secret), session_id, issued_at, rater_id,
-listened_a_s, listened_b_s, feedback, created_at. For ties and both-bad the chosen side is clip A
-by convention.
+listened_a_s, listened_b_s, feedback, created_at; ``simulated`` (true for a simulated listener's
+vote), ``repeat_of`` (a rater consistency repeat: the original pair's id, else null) and ``swapped``
+(a repeat's sides are the original's swapped). For ties and both-bad the chosen side is clip A by
+convention.
+
+Which votes (``votes``): "people" (the default: real votes only), "simulated" or "all" (each row
+marked) — so the two kinds are never mixed without asking. The rater consistency summary that goes
+with an export is a separate JSON file (``app.repeats.consistency_summary``), not a row of it.
 """
 
 from __future__ import annotations
@@ -29,11 +35,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
 from app.schema import ClipRow, PairRow, VoteRow
-from app.store import CHOICES, Access, Store, check_id, now_utc, open_store, utc
+from app.store import CHOICES, Access, Store, VoteKind, check_id, now_utc, open_store, utc, vote_kind_filter
 from models.errors import InputError
 
 __all__ = ["ImportSummary", "database_url", "export_preferences", "import_preferences", "open_prefs_store",
-           "read_preferences_jsonl", "write_preferences_jsonl"]
+           "read_preferences_jsonl", "write_preferences_jsonl", "write_private_json"]
 
 
 @dataclass(frozen=True)
@@ -69,12 +75,15 @@ def open_prefs_store(db: str | None, data_dir: Path, access: Access = "read") ->
 # ----------------------------------------------------------------------------- export
 
 
-def export_preferences(store: Store, include_ties: bool = True, page_size: int = 500) -> Iterator[dict[str, Any]]:
-    """Votes as rows in TRL's preference layout (module docstring), in vote order.
+def export_preferences(store: Store, include_ties: bool = True, page_size: int = 500,
+                       votes: VoteKind = "people") -> Iterator[dict[str, Any]]:
+    """Votes of one kind ("people", "simulated" or "all") as rows in TRL's preference layout (module
+    docstring), in vote order.
 
     ``include_ties=False`` leaves out ties and both-bad. Reads page by page (keyset on the vote id),
     so no session stays open while the caller consumes rows.
     """
+    kind = vote_kind_filter(votes)  # checks ``votes`` now, not at the first row
     clip_a, clip_b = aliased(ClipRow), aliased(ClipRow)
     last_id = 0
     while True:
@@ -83,7 +92,7 @@ def export_preferences(store: Store, include_ties: bool = True, page_size: int =
             .join(PairRow, VoteRow.pair_id == PairRow.id)
             .join(clip_a, PairRow.clip_a == clip_a.id)
             .join(clip_b, PairRow.clip_b == clip_b.id)
-            .where(VoteRow.id > last_id)
+            .where(VoteRow.id > last_id, kind)
             .order_by(VoteRow.id)
             .limit(page_size)
         )
@@ -110,19 +119,21 @@ def _export_row(vote: VoteRow, pair: PairRow, clip_a: ClipRow, clip_b: ClipRow) 
         row.update({f"{side}_{key}": value for key, value in fields.items()})
     row.update({"session_id": pair.session_id, "issued_at": utc(pair.issued_at).isoformat(),
                 "rater_id": vote.rater_id, "listened_a_s": vote.listened_a_s, "listened_b_s": vote.listened_b_s,
-                "feedback": vote.feedback, "created_at": utc(vote.created_at).isoformat()})
+                "feedback": vote.feedback, "created_at": utc(vote.created_at).isoformat(),
+                "simulated": bool(vote.simulated), "repeat_of": pair.repeat_of, "swapped": bool(pair.swapped)})
     return row
 
 
-def write_preferences_jsonl(store: Store, path: Path, include_ties: bool = True) -> int:
-    """Write every vote as one JSON line to ``path`` atomically (temp file, fsync, rename). Returns the count."""
+def write_preferences_jsonl(store: Store, path: Path, include_ties: bool = True, votes: VoteKind = "people") -> int:
+    """Write the votes of one kind as JSON lines to ``path`` atomically (temp file, fsync, rename). Returns
+    the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in export_preferences(store, include_ties=include_ties):
+            for row in export_preferences(store, include_ties=include_ties, votes=votes):
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
                 count += 1
             handle.flush()
@@ -133,6 +144,24 @@ def write_preferences_jsonl(store: Store, path: Path, include_ties: bool = True)
         Path(tmp).unlink(missing_ok=True)
         raise
     return count
+
+
+def write_private_json(path: Path, value: object) -> None:
+    """``value`` as indented JSON at ``path``, atomically and readable by the owner only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(value, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_preferences_jsonl(path: Path) -> Iterator[dict]:
@@ -179,6 +208,12 @@ def import_preferences(
             if outcome not in CHOICES:
                 raise ValueError(f"outcome must be one of {CHOICES}, got {outcome!r}")
             feedback = str(raw.get("feedback") or "")
+            simulated, swapped = raw.get("simulated", False), raw.get("swapped", False)
+            if not isinstance(simulated, bool) or not isinstance(swapped, bool):
+                raise ValueError("simulated and swapped must be true or false")
+            repeat_of = raw.get("repeat_of")
+            if repeat_of is not None and (not isinstance(repeat_of, str) or not 0 < len(repeat_of) <= 64):
+                raise ValueError("repeat_of must be a pair id or null")
             if len(feedback) > store.feedback_max_chars:
                 raise ValueError(f"feedback longer than {store.feedback_max_chars} characters")
             with store.read_session() as session:
@@ -192,11 +227,12 @@ def import_preferences(
         clip_a, clip_b = (rejected, chosen) if outcome == "b" else (chosen, rejected)
         pair = PairRow(id=pair_id, clip_a=clip_a.id, clip_b=clip_b.id,
                        session_id=str(raw.get("session_id") or "imported"),
-                       issued_at=_parse_time(raw.get("issued_at")), prompt=str(raw["prompt"]), secret_sha256=None)
+                       issued_at=_parse_time(raw.get("issued_at")), prompt=str(raw["prompt"]), secret_sha256=None,
+                       repeat_of=repeat_of, swapped=swapped if repeat_of is not None else None)
         vote = VoteRow(pair_id=pair_id, choice=outcome, rater_id=raw.get("rater_id"),
                        listened_a_s=float(raw.get("listened_a_s") or 0.0),
                        listened_b_s=float(raw.get("listened_b_s") or 0.0),
-                       feedback=feedback, created_at=_parse_time(raw.get("created_at")))
+                       feedback=feedback, created_at=_parse_time(raw.get("created_at")), simulated=simulated)
         new_clips = store.run_write(partial(_write_imported, clips=(clip_a, clip_b), pair=pair, vote=vote))
         if new_clips is None:  # another importer got there first
             skipped += 1

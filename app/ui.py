@@ -1,23 +1,30 @@
 """The Gradio page: layout and wiring only. Every decision lives in the services passed in.
 
 ``build_ui(services)`` returns a ``gr.Blocks`` with three tabs — Generate, Arena, Leaderboard. The
-server runs Python for exactly five events, each a public API endpoint with a stable name, the same
+server runs Python for exactly six events, each a public API endpoint with a stable name, the same
 ones the page itself calls; everything else the page does is JavaScript (``app/page.py``), so there
 is no hidden server function to call by index:
 
 - ``generate(prompt, model_id, duration, variations, cfg, temperature, top_k, seed, quality_diversity)``
   -> 4 audio files, 4 spectrogram pictures (None past ``variations``), clip metadata (JSON)
-- ``new_pair(prompt)`` -> audio A, audio B, the pair's vote token, the prompt used ("" takes one
-  from the bank). The token is a secret: only this session can vote with it.
-- ``vote(pair_token, choice, listened_a, listened_b, feedback, rater_id)`` -> reveal text, vote (JSON)
-- ``leaderboard()`` -> summary text, ratings table, win-rate matrix picture
-- ``export(admin_token)`` -> every vote as JSONL (admin only; wrong tokens are rate-limited)
+- ``new_pair(prompt, rater_id)`` -> audio A, audio B, the pair's vote token, the prompt used ("" takes
+  one from the bank; the rater id may be ""). The token is a secret: only this session can vote with it.
+- ``vote(pair_token, choice, listened_a, listened_b, feedback, rater_id, simulated)`` -> reveal text,
+  vote (JSON). ``simulated`` (default false; the page never sets it) marks a simulated listener's vote.
+- ``leaderboard(votes)`` -> summary text, ratings table, win-rate matrix picture, computed from the
+  votes of people ("people", the default) or of simulated listeners ("simulated") only
+- ``models()`` -> the default model id, and per served model its name, notes and slider settings
+  (the registry re-read if its file changed: the page calls it on load to list the models)
+- ``export(admin_token, votes)`` -> [preferences JSONL, rater consistency JSON], the raters'
+  self-agreement table (admin only; wrong tokens are rate-limited; votes "all" (rows marked),
+  "people" or "simulated")
 """
 
 from __future__ import annotations
 
 import functools
 import html
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -41,8 +48,9 @@ from app.validation import (
 from app.vote_rules import VoteRejected
 from models.errors import InputError
 
+log = logging.getLogger(__name__)
 CSS, theme = page.CSS, page.theme
-PUBLIC_API = ("generate", "new_pair", "vote", "leaderboard", "export")
+PUBLIC_API = ("generate", "new_pair", "vote", "leaderboard", "models", "export")
 VOTE_LABELS = {"a": "A is better", "tie": "Tie", "both_bad": "Both are bad", "b": "B is better"}
 # What happened, said before the reason (gradio's toast shows only "Error" above the message).
 _PREFIXES = {VoteRejected: "Vote not recorded: ", RateLimited: "Too many requests: ", ServiceError: "Server busy: ",
@@ -83,18 +91,25 @@ def caller_of(request: gr.Request | None, trust_forwarded_for: bool = False) -> 
 
 
 def model_table(services: AppServices) -> dict[str, dict]:
-    """What the page shows per model (notes, which sliders apply); loads each model once, at start-up."""
+    """What the page shows per model (name, notes, which sliders apply); loads each model once (cached).
+    An entry whose model fails to load is left out (and logged), so one bad entry added to a running
+    app's registry does not take the list down."""
     registry, table = services.registry, {}
     for model_id in registry.ids:
         entry = registry.get(model_id)
-        cfg_free, limit = registry.is_cfg_free(model_id), services.generation.model_max_duration(model_id)
+        try:
+            cfg_free, limit = registry.is_cfg_free(model_id), services.generation.model_max_duration(model_id)
+        except InputError as err:
+            log.warning("model %s left out of the page's list: %s", model_id, err)
+            continue
         notes = [entry.description] if entry.description else []
         notes.append(f"Up to {limit:g} s of audio per clip.")
         if cfg_free:
             notes.append("This model is CFG-free: it samples without guidance.")
         if entry.merge is not None:
             notes.append("A weight merge of two models: the quality <-> diversity slider picks the mix.")
-        table[model_id] = {"notes": " ".join(notes), "cfg_free": cfg_free, "merge": entry.merge is not None,
+        table[model_id] = {"name": entry.name, "notes": " ".join(notes), "cfg_free": cfg_free,
+                           "merge": entry.merge is not None,
                            "merge_init": entry.merge.init if entry.merge is not None else 0.5,
                            "max_duration": limit}
     return table
@@ -125,8 +140,11 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
                     examples = gr.Dropdown(choices=list(PROMPT_BANK[:8]), value=None, label="Example prompts",
                                            info="Pick one to fill in the description")
                 with gr.Column(scale=2, min_width=300):
-                    model = gr.Dropdown(choices=[(registry.display_name(i), i) for i in registry.ids],
-                                        value=registry.ids[0], label="Model")
+                    # any value reaches the service, which names the served models when it is not one: the
+                    # list can grow while the app runs (a reloaded registry), past the choices of this page
+                    model = gr.Dropdown(choices=[(v["name"], k) for k, v in models.items()],
+                                        value=registry.ids[0], label="Model", allow_custom_value=True)
+                    models_json = gr.JSON(value=models, visible=False, label="Models")
                     model_info = gr.Markdown(elem_id="model-info")
                     lam = gr.Slider(0, 1, value=0.5, step=0.05, elem_id="lam-slider",
                                     label="Quality <-> diversity (0 = quality model, 1 = diversity model)")
@@ -191,25 +209,46 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
             choice = gr.Textbox(visible=False, label="Choice")
             listened_a = gr.Number(visible=False, label="Seconds of A heard")
             listened_b = gr.Number(visible=False, label="Seconds of B heard")
-            rater_id = gr.Textbox(visible=False, label="Rater id")
+            rater_id = gr.Textbox(value="", visible=False, label="Rater id")  # "" default: optional in the API
+            simulated = gr.Checkbox(value=False, visible=False, label="Simulated listener")  # the page never sets it
 
         # ------------------------------------------------------------------- Leaderboard
         with gr.Tab("Leaderboard", id="leaderboard") as leaderboard_tab:
+            board_votes = gr.Radio([("People", "people"), ("Simulated listeners", "simulated")], value="people",
+                                   label="Votes", elem_id="leaderboard-votes",
+                                   info="Ratings from one kind of vote: people's, or the simulated listener panel's")
             board_summary = gr.Markdown(elem_id="leaderboard-summary", label="Summary")
             board = gr.Dataframe(headers=["#", "Model", "Rating", "95% CI", "Votes"], interactive=False, wrap=True,
                                  label="Arena ratings", elem_id="leaderboard-table")
             win_rates = gr.Image(label="Win-rate matrix", type="filepath", interactive=False, height=420)
             refresh_btn = gr.Button("Refresh", elem_id="leaderboard-refresh")
-            with gr.Accordion("Admin: export the votes", open=False):
-                gr.Markdown("Exports every vote as JSONL in TRL's preference layout (needs the admin token)."
+            with gr.Accordion("Admin: export the votes, rater consistency", open=False):
+                gr.Markdown("Exports the votes as JSONL in TRL's preference layout, with each rater's agreement "
+                            "with themselves on repeated pairs (needs the admin token)."
                             if admin.enabled else "Export is off: start the app with `--admin-token`.")
                 token = gr.Textbox(label="Admin token", type="password", interactive=admin.enabled)
+                export_votes = gr.Radio([("All (each row marked)", "all"), ("People", "people"),
+                                         ("Simulated listeners", "simulated")], value="all", label="Votes to export",
+                                        interactive=admin.enabled)
                 export_btn = gr.Button("Export preferences", interactive=admin.enabled)
-                export_file = gr.File(label="Export", interactive=False)
+                export_file = gr.File(label="Export: preferences (JSONL), rater consistency (JSON)",
+                                      interactive=False, file_count="multiple")
+                consistency = gr.Dataframe(headers=["Votes", "Rater", "Agreed", "Repeats", "Self-agreement",
+                                                    "95% CI"], interactive=False, wrap=True,
+                                           label="Self-agreement on repeated pairs (sides swapped)")
 
         # ------------------------------------------------------------------- wiring: Generate
-        model.change(None, [model, duration], [model_info, lam, duration], js=page.model_js(models), **JS_ONLY)
-        demo.load(None, [model, duration], [model_info, lam, duration], js=page.model_js(models), **JS_ONLY)
+        @_guard
+        def list_models() -> tuple[Any, dict]:
+            registry.refresh()
+            table = model_table(services)
+            return gr.Dropdown(choices=[(v["name"], k) for k, v in table.items()]), table
+
+        model_view = ([models_json, model, duration], [model_info, lam, duration])
+        model.change(None, *model_view, js=page.MODEL_JS, **JS_ONLY)
+        demo.load(None, *model_view, js=page.MODEL_JS, **JS_ONLY)
+        demo.load(list_models, None, [model, models_json], api_name="models", concurrency_limit=4,
+                  show_progress="hidden").then(None, *model_view, js=page.MODEL_JS, **JS_ONLY)
         variations.change(None, [variations], None, js=page.SLOTS_JS, **JS_ONLY)
         demo.load(None, [variations], None, js=page.SLOTS_JS, **JS_ONLY)
         examples.input(None, [examples], [prompt], js="(x) => [x]", **JS_ONLY)
@@ -238,26 +277,29 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
 
         # ------------------------------------------------------------------- wiring: Arena
         @_guard
-        def new_pair(prompt: str, request: gr.Request) -> tuple[str, str, str, str]:
-            pair = arena.new_pair(who(request), prompt)
+        def new_pair(prompt: str, rater_id: str, request: gr.Request) -> tuple[str, str, str, str]:
+            pair = arena.new_pair(who(request), prompt, rater_id)
             return str(pair.audio_a), str(pair.audio_b), pair.token, pair.prompt
 
-        pair_btn.click(new_pair, [arena_prompt], [audio_a, audio_b, pair_token, pair_prompt], api_name="new_pair",
+        pair_btn.click(new_pair, [arena_prompt, rater_id], [audio_a, audio_b, pair_token, pair_prompt],
+                       api_name="new_pair",
                        concurrency_limit=None, js=page.NEW_PAIR_JS).success(
             None, None, [reveal, reveal_text, vote_result, feedback], js=page.PAIR_READY_JS, **JS_ONLY)
         bank_btn.click(None, None, [arena_prompt], js=page.random_prompt_js(PROMPT_BANK), **JS_ONLY)
 
         @_guard
         def vote(pair_token: str, choice: str, listened_a: float, listened_b: float, feedback: str, rater_id: str,
-                 request: gr.Request) -> tuple[str, dict]:
-            outcome = arena.vote(who(request), pair_token, choice, rater_id, listened_a, listened_b, feedback)
+                 simulated: bool, request: gr.Request) -> tuple[str, dict]:
+            outcome = arena.vote(who(request), pair_token, choice, rater_id, listened_a, listened_b, feedback,
+                                 simulated)
             verdict = {"a": "A is better", "b": "B is better", "tie": "a tie", "both_bad": "both are bad"}
             text = (f"### Clip A was **{html.escape(outcome.name_a)}** · Clip B was **{html.escape(outcome.name_b)}**"
                     f"\nYour vote: {verdict[outcome.choice]}. Thank you! Click **New pair** for the next one.")
             return text, {"pair_id": outcome.pair_id, "choice": outcome.choice, "model_a": outcome.model_a,
                           "model_b": outcome.model_b, "name_a": outcome.name_a, "name_b": outcome.name_b}
 
-        gr.on([b.click for b in vote_buttons], vote, [pair_token, choice, listened_a, listened_b, feedback, rater_id],
+        gr.on([b.click for b in vote_buttons], vote,
+              [pair_token, choice, listened_a, listened_b, feedback, rater_id, simulated],
               [reveal_text, vote_result], js=page.VOTE_JS, api_name="vote", concurrency_limit=None,
               show_progress="hidden").then(None, [vote_result, pair_token, reveal_text, reveal], [reveal],
                                            js=page.AFTER_VOTE_JS, **JS_ONLY)
@@ -265,26 +307,39 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
         demo.load(None, js=page.arena_js(arena.min_listen_s), **JS_ONLY)
 
         # ------------------------------------------------------------------- wiring: Leaderboard
-        def show_leaderboard() -> tuple[str, list[list], str | None]:
-            view = leaderboard.view()
+        @_guard
+        def show_leaderboard(votes: str) -> tuple[str, list[list], str | None]:
+            view = leaderboard.view(votes)
             rows = [[r["rank"], f"{r['name']} ({r['model']})", round(r["rating"]),
                      f"{r['ci_low']:.0f}–{r['ci_high']:.0f}", r["votes"]] for r in view.rows]
             rows += [["–", f"{r['name']} ({r['model']})", "–", f"needs {view.min_votes}", r["votes"]]
                      for r in view.provisional]
-            text = (f"**{view.total_votes} vote(s).** Bradley–Terry ratings on the Elo scale (the average model "
-                    "is 1000; +400 means 10:1 odds of being preferred), with 95 % bootstrap intervals "
-                    f"(1,000 resamples). A model is ranked once it has **{view.min_votes} vote(s)**; until then "
-                    "its row shows the votes collected so far.")
+            kind = ("from people" if view.votes == "people" else
+                    "from simulated listeners (people's votes are on the People board)")
+            repeats = (f" {view.repeats_left_out} vote(s) on repeated pairs (rater consistency checks) are not "
+                       "counted." if view.repeats_left_out else "")
+            text = (f"**{view.total_votes} vote(s) {kind}.**{repeats} Bradley–Terry ratings on the Elo scale "
+                    "(the average model is 1000; +400 means 10:1 odds of being preferred), with 95 % bootstrap "
+                    f"intervals (1,000 resamples). A model is ranked once it has **{view.min_votes} vote(s)**; "
+                    "until then its row shows the votes collected so far.")
             return text, rows, str(view.win_rate_png) if view.win_rate_png else None
 
-        gr.on([refresh_btn.click, leaderboard_tab.select, demo.load], show_leaderboard, None,
-              [board_summary, board, win_rates], api_name="leaderboard", concurrency_limit=4)
+        gr.on([refresh_btn.click, leaderboard_tab.select, demo.load, board_votes.change], show_leaderboard,
+              [board_votes], [board_summary, board, win_rates], api_name="leaderboard", concurrency_limit=4)
 
         @_guard
-        def export(admin_token: str, request: gr.Request) -> str:
-            path, count = admin.export(who(request), admin_token)
-            gr.Info(f"Exported {count} vote(s).")
-            return str(path)
+        def export(admin_token: str, votes: str, request: gr.Request) -> tuple[list[str], list[list]]:
+            done = admin.export(who(request), admin_token, votes)
+            gr.Info(f"Exported {done.count} vote(s).")
+            rows = []
+            for kind in ("people", "simulated"):
+                for row in [*done.summary[kind]["raters"], done.summary[kind]["pooled"]]:
+                    rate = "–" if row["rate"] is None else f"{row['rate']:.0%}"
+                    ci = "–" if row["rate"] is None else f"{row['ci_low']:.0%}–{row['ci_high']:.0%}"
+                    rows.append([kind, row["rater_id"] or "all raters (pooled)", row["agreements"], row["repeats"],
+                                 rate, ci])
+            return [str(done.preferences), str(done.consistency)], rows
 
-        export_btn.click(export, [token], [export_file], api_name="export", concurrency_limit=1)
+        export_btn.click(export, [token, export_votes], [export_file, consistency], api_name="export",
+                         concurrency_limit=1)
     return demo

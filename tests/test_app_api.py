@@ -54,7 +54,7 @@ def test_build_ui_without_launch_has_the_stable_api_names(tmp_path):
     try:
         demo = build_ui(services)
         public = {f.api_name for f in demo.fns.values() if f.api_visibility == "public"}
-        assert public == {"generate", "new_pair", "vote", "leaderboard", "export"}
+        assert public == {"generate", "new_pair", "vote", "leaderboard", "models", "export"}
         # every event that runs Python is one of them: the rest of the page is JavaScript only
         assert {f.api_name for f in demo.fns.values() if f.fn is not None} == public
     finally:
@@ -63,11 +63,13 @@ def test_build_ui_without_launch_has_the_stable_api_names(tmp_path):
 
 def test_api_names_and_parameters(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/new_pair", "/vote", "/leaderboard", "/export"}
+    assert set(endpoints) == {"/generate", "/new_pair", "/vote", "/leaderboard", "/models", "/export"}
     names = lambda ep: [p["parameter_name"] for p in endpoints[ep]["parameters"]]  # noqa: E731
     assert names("/generate") == ["prompt", "model_id", "duration", "variations", "cfg", "temperature", "top_k",
                                   "seed", "quality_diversity"]
-    assert names("/vote") == ["pair_token", "choice", "listened_a", "listened_b", "feedback", "rater_id"]
+    assert names("/vote") == ["pair_token", "choice", "listened_a", "listened_b", "feedback", "rater_id", "simulated"]
+    assert names("/new_pair") == ["prompt", "rater_id"] and names("/leaderboard") == ["votes"]
+    assert names("/export") == ["admin_token", "votes"] and names("/models") == []
 
 
 def test_generate_returns_audio_spectrograms_and_metadata(client):
@@ -87,7 +89,7 @@ def test_generate_returns_audio_spectrograms_and_metadata(client):
         (("", "alpha", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "the prompt is empty"),
         (("x" * 1001, "alpha", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "the maximum is 1000"),
         (("\x00\x01binary\xff", "alpha", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "control or binary"),
-        (("piano", "gamma", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "gamma is not in the list of choices"),
+        (("piano", "gamma", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "unknown model 'gamma'; this app serves: alpha, beta"),
         (("piano", "alpha", 20, 1, 3.0, 1.0, 50, 0, 0.5), "duration 20 s exceeds this model's maximum of 10 s"),
         (("piano", "alpha", 500, 1, 3.0, 1.0, 50, 0, 0.5), "greater than maximum value 30"),
         (("piano", "alpha", 0.5, 9, 3.0, 1.0, 50, 0, 0.5), "greater than maximum value 4"),

@@ -413,12 +413,18 @@ def test_admin_export_needs_the_token_and_limits_guesses(arena, store, clock, tm
             admin.export(S1, "guess")
     with pytest.raises(RateLimited, match="too many wrong admin tokens"):
         admin.export(Caller("another-session", S1.address), "secret")  # the address is locked
-    path, count = admin.export(S2, "secret")  # another address is not
+    done = admin.export(S2, "secret")  # another address is not
+    path = done.preferences
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert count == 1 and rows[0]["outcome"] == "tie" and rows[0]["pair_id"] == pair.token.split(".")[0]
+    assert done.count == 1 and rows[0]["outcome"] == "tie" and rows[0]["pair_id"] == pair.token.split(".")[0]
+    assert (rows[0]["simulated"], rows[0]["repeat_of"], rows[0]["swapped"]) == (False, None, False)
     assert not path.is_relative_to(store.data_dir) and oct(path.parent.stat().st_mode)[-3:] == "700"
     assert rows[0]["chosen_audio"].startswith("audio/") and str(store.data_dir) not in path.read_text()
-    second, _ = admin.export(S2, "secret")
+    assert json.loads(done.consistency.read_text()) == done.summary and done.consistency.parent == path.parent
+    assert oct(done.consistency.stat().st_mode)[-3:] == "600"
+    with pytest.raises(InputError, match="votes must be one of"):
+        admin.export(S2, "secret", votes="robots")
+    second = admin.export(S2, "secret").preferences
     assert not path.exists() and second.exists()  # the previous export is removed
     admin.close()
     assert not second.exists()

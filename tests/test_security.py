@@ -125,8 +125,10 @@ def test_only_clip_audio_and_pictures_are_reachable_over_http(server, client):
 
 
 def test_the_admin_export_is_private_and_carries_no_absolute_paths(server, client):
-    path = client.predict("right-token", api_name="/export")
+    files, table = client.predict("right-token", "all", api_name="/export")
+    path, summary = files
     text = Path(path).read_text()
+    assert json.loads(Path(summary).read_text())["kind"] == "consistency" and table["data"]
     assert str(server.services.store.data_dir) not in text and "/audio/" not in text.replace('"audio/', "")
     exported = server.services.admin._last_dir
     for method, url in file_routes(server.url.rstrip("/"), next(exported.glob("*.jsonl"))):
@@ -213,8 +215,8 @@ def test_bad_votes_and_texts_are_refused_and_write_nothing(server, client):
     [
         (("x" * 1_000_001, "alpha", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "the maximum is 1000"),
         (("\x00\x1b[2J", "alpha", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "control or binary"),
-        (("piano", "../../etc/passwd", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "not in the list of choices"),
-        (("piano", "/etc/passwd", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "not in the list of choices"),
+        (("piano", "../../etc/passwd", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "unknown model '../../etc/passwd'"),
+        (("piano", "/etc/passwd", 0.5, 1, 3.0, 1.0, 50, 0, 0.5), "unknown model '/etc/passwd'"),
         (("piano", "alpha", 1e308, 1, 3.0, 1.0, 50, 0, 0.5), "greater than maximum"),
         (("piano", "alpha", -1, 1, 3.0, 1.0, 50, 0, 0.5), "less than minimum"),
         (("piano", "alpha", 0.5, 1, 3.0, 1.0, 50, 2**63, 0.5), "greater than maximum"),
@@ -235,11 +237,12 @@ def test_non_finite_numbers_through_the_rest_api(server, client, numbers):
 
 
 def test_only_the_public_api_runs_python(server, client):
-    """Every function the page registers either is one of the five public endpoints or has no Python at all:
+    """Every function the page registers either is one of the six public endpoints or has no Python at all:
     calling the others by index through the queue answers with an error and runs nothing."""
     demo, base = server.demo, server.url.rstrip("/")
     python = {i: f for i, f in demo.fns.items() if f.fn is not None}
-    assert {f.api_name for f in python.values()} == {"generate", "new_pair", "vote", "leaderboard", "export"}
+    assert {f.api_name for f in python.values()} == {"generate", "new_pair", "vote", "leaderboard", "models",
+                                                     "export"}
     assert all(f.api_visibility == "public" for f in python.values())
     hidden = [i for i in demo.fns if i not in python]
     assert hidden

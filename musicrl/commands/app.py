@@ -16,7 +16,8 @@ from models.errors import InputError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("app", help="serve the web app: generate, rate blind A/B pairs, leaderboard",
                        description="Serve the web app. Scripted clients use gradio_client with the API names "
-                                   "generate, new_pair, vote and leaderboard.")
+                                   "generate, new_pair, vote, leaderboard and models (see README). The registry "
+                                   "file is re-read when it changes, so models can be added while it runs.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--db", default=None,
@@ -35,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="most clips generated in one batch across users (1 = no cross-user batching)")
     p.add_argument("--min-votes", type=int, default=30, help="votes a model needs before it is ranked")
     p.add_argument("--arena-duration", type=float, default=6.0, help="seconds of each arena clip (default 6)")
+    p.add_argument("--repeat-share", type=float, default=0.1,
+                   help="probability that a rater's new pair replays one they already judged, sides swapped, to "
+                        "measure their self-agreement (default 0.1; 0 = never)")
     p.add_argument("--no-rate-limits", action="store_true",
                    help="admit any number of requests per session and address (benchmarks, private servers)")
     p.add_argument("--trust-forwarded-for", action="store_true",
@@ -55,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
     serve(args.host, args.port, args.db, args.registry, args.data_dir, min_listen=args.min_listen,
           admin_token=args.admin_token, max_batch=args.max_batch, min_votes=args.min_votes,
           arena_duration=args.arena_duration, limits=RateLimits.unlimited() if args.no_rate_limits else None,
-          trust_forwarded_for=args.trust_forwarded_for, torch_threads=args.torch_threads, block=True)
+          trust_forwarded_for=args.trust_forwarded_for, repeat_share=args.repeat_share,
+          torch_threads=args.torch_threads, block=True)
     return 0

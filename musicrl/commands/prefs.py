@@ -1,15 +1,22 @@
-"""``musicrl prefs export|import``: the arena's votes as JSONL in TRL's preference layout, and back.
+"""``musicrl prefs export|import|consistency``: the arena's votes as JSONL in TRL's preference layout,
+and back; the raters' self-agreement on consistency repeats.
 
-    musicrl prefs export --db URL --format trl --out FILE [--exclude-ties]
+    musicrl prefs export --db URL --format trl --out FILE [--exclude-ties] [--votes people|simulated|all]
     musicrl prefs import --db URL --in FILE [--audio-from DIR]
+    musicrl prefs consistency --db URL [--out FILE]
 
 One JSON object per line (``app.transfer``): prompt, chosen, rejected (clip ids), label, outcome,
 per side the audio path (relative to the app's data directory), sha256, model id, checkpoint hash,
 seed and parameters, plus rater, listening seconds, feedback and times. Ties and "both bad" votes
-keep their ``outcome`` (label 0.5) unless ``--exclude-ties`` leaves them out. Import is idempotent
+keep their ``outcome`` (label 0.5) unless ``--exclude-ties`` leaves them out. ``--votes`` picks the
+kind: people's (the default), simulated listeners' or all (each row has ``simulated``); the votes of
+the other kind that were left out are counted on standard error, so real and simulated votes are
+never mixed, or dropped, silently. Import is idempotent
 (pairs already present are skipped); ``--audio-from`` names the exporting app's data directory, whose
 WAVs are copied in. ``--db`` defaults to the SQLite store in ``--data-dir``; a plain file path is
-taken as a SQLite file. Both commands are safe beside a running app (``app.store``: export opens
+taken as a SQLite file. ``consistency`` writes the JSON summary of ``app.repeats.consistency_summary``
+(per rater and pooled, people and simulated apart) to standard output or ``--out``. All are safe
+beside a running app (``app.store``: export opens
 the store read-only; import never closes the store's last connection).
 """
 
@@ -39,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--format", choices=FORMATS, default="trl", help="row layout (TRL's preference layout)")
     e.add_argument("--out", type=Path, required=True, help="output JSONL file ('-' for standard output)")
     e.add_argument("--exclude-ties", action="store_true", help="leave out 'tie' and 'both bad' votes")
+    e.add_argument("--votes", choices=("people", "simulated", "all"), default="people",
+                   help="which votes: people's (default), the simulated listener panel's, or all (rows marked)")
     e.set_defaults(func=run_export)
     i = which.add_parser("import", parents=[common], help="read votes from a JSONL export")
     i.add_argument("--in", dest="infile", type=Path, required=True, help="a JSONL file written by export")
@@ -46,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the exporting app's data directory: copy the clips' WAVs from there (paths in the "
                         "export are relative to it); without it only the rows are imported")
     i.set_defaults(func=run_import)
+    c = which.add_parser("consistency", parents=[common],
+                         help="the raters' self-agreement on repeated pairs (sides swapped), as JSON")
+    c.add_argument("--out", type=Path, default=Path("-"), help="output JSON file (default '-': standard output)")
+    c.set_defaults(func=run_consistency)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -55,19 +68,47 @@ def run_export(args: argparse.Namespace) -> int:
         raise InputError(f"--out {args.out} is a directory; give a file name")
     from app.transfer import export_preferences, open_prefs_store, write_preferences_jsonl
 
+    ties = not args.exclude_ties
     store = open_prefs_store(args.db, args.data_dir, access="read")
     try:
         if str(args.out) == "-":
             count = 0
-            for row in export_preferences(store, include_ties=not args.exclude_ties):
+            for row in export_preferences(store, include_ties=ties, votes=args.votes):
                 sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
                 count += 1
         else:
-            count = write_preferences_jsonl(store, args.out, include_ties=not args.exclude_ties)
+            count = write_preferences_jsonl(store, args.out, include_ties=ties, votes=args.votes)
+        other = {"people": "simulated", "simulated": "people"}.get(args.votes)
+        left_out = store.count_votes(other, include_ties=ties) if other else 0
     finally:
         store.close()
     where = "standard output" if str(args.out) == "-" else str(args.out)
-    print(f"exported {count} preference(s) to {where}", file=sys.stderr)
+    kind = {"people": "people's votes", "simulated": "simulated votes", "all": "all votes, each row marked"}
+    print(f"exported {count} preference(s) to {where} ({kind[args.votes]})", file=sys.stderr)
+    if left_out:
+        what = "simulated" if other == "simulated" else "people's"
+        print(f"left out {left_out} {what} vote(s) (--votes {other} or --votes all exports them)", file=sys.stderr)
+    return 0
+
+
+def run_consistency(args: argparse.Namespace) -> int:
+    if str(args.out) != "-" and args.out.is_dir():
+        raise InputError(f"--out {args.out} is a directory; give a file name")
+    from app.repeats import consistency_summary, repeat_votes, self_agreement
+    from app.transfer import open_prefs_store, write_private_json
+
+    store = open_prefs_store(args.db, args.data_dir, access="read")
+    try:
+        summary = consistency_summary(self_agreement(repeat_votes(store)))
+    finally:
+        store.close()
+    if str(args.out) == "-":
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        write_private_json(args.out, summary)
+    pooled = {kind: summary[kind]["pooled"] for kind in ("people", "simulated")}
+    print("; ".join(f"{kind}: {p['agreements']}/{p['repeats']} repeat(s) agreed over {len(summary[kind]['raters'])} "
+                    f"rater(s)" for kind, p in pooled.items()), file=sys.stderr)
     return 0
 
 
