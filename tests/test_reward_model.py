@@ -329,3 +329,30 @@ def test_eval_adds_the_preference_column_from_the_same_reward(base_dir, tmp_path
     capsys.readouterr()
     assert main([*args[:-4], "--reward-model", str(tmp_path / "rm2"), "--out", str(tmp_path / "e2")]) == 2
     assert "another codec" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_resumes_exactly_across_phase_boundaries(warm_run, prefs_root, base_dir, tmp_path,
+                                                                    monkeypatch):
+    """24 steps: probe 0-11, member 0 12-17, member 1 18-23; state saved every 6 steps. Killed during
+    step 14 (resumes at the probe's end) and during step 20 (resumes at member 0's end), the run ends
+    with the weights of the uninterrupted one."""
+    _, full = warm_run
+    out = tmp_path / "run"
+    cfg = lambda: tiny_cfg(prefs_root, out, base_dir, "num_models=2", "save_every=6")  # noqa: E731
+    real_step = recipe.step
+    for kill_at in (13, 19):
+        def dying(state, batch, kill_at=kill_at):
+            if state.step == kill_at:
+                raise KeyboardInterrupt
+            return real_step(state, batch)
+
+        monkeypatch.setattr(recipe, "step", dying)
+        with pytest.raises(KeyboardInterrupt):
+            recipe.main(cfg())
+    monkeypatch.setattr(recipe, "step", real_step)
+    summary = recipe.main(cfg())
+    assert summary["step"] == 24
+    for d in ("probe", "members/0", "members/1", "model"):
+        a, b = RewardModel.load(full / d).state_dict(), RewardModel.load(out / d).state_dict()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{d}: {key}")
