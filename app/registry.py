@@ -313,7 +313,8 @@ class ModelRegistry:
                 entries, notice = _parse_registry(_read_registry(self.source), self.source.parent)
                 state = _Entries.check(entries, notice)
             except InputError as err:
-                log.warning("registry %s not reloaded, still serving %s: %s", self.source, ", ".join(self.ids), err)
+                log.warning("registry %s not reloaded, still serving %s: %s", self.source, ", ".join(self.ids),
+                            " ".join(str(err).split()))  # one line, also for YAML's multi-line messages
                 return False
             with self._lock:
                 self._state = state

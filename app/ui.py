@@ -13,8 +13,9 @@ is no hidden server function to call by index:
   vote (JSON). ``simulated`` (default false; the page never sets it) marks a simulated listener's vote.
 - ``leaderboard(votes)`` -> summary text, ratings table, win-rate matrix picture, computed from the
   votes of people ("people", the default) or of simulated listeners ("simulated") only
-- ``models()`` -> the default model id, and per served model its name, notes and slider settings
-  (the registry re-read if its file changed: the page calls it on load to list the models)
+- ``models()`` -> the model dropdown's update (its ``choices``: [name, id] pairs), and per served
+  model id its name, notes and slider settings (the registry re-read if its file changed: the page
+  calls it on load, so a reloaded page lists a model registered while the app runs)
 - ``export(admin_token, votes)`` -> [preferences JSONL, rater consistency JSON], the raters'
   self-agreement table (admin only; wrong tokens are rate-limited; votes "all" (rows marked),
   "people" or "simulated")
