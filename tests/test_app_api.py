@@ -5,6 +5,7 @@ One server for the module: debug models, 0.5 s clips, a 1 s listening gate, rank
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 import wave
@@ -157,3 +158,37 @@ def test_app_command_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert err == [f"musicrl app: error: --registry {tmp_path / 'missing.yaml'} is not a file",
                    "musicrl app: error: --port must be in 1..65535, got 0",
                    "musicrl app: error: registry entry 'a' needs exactly one of 'path' and 'merge'"]
+
+
+def test_simulated_votes_and_repeats_through_the_api(server, client, monkeypatch):
+    """The simulated panel's path: new_pair(prompt, rater_id) -> vote(..., simulated=True), marked in the store
+    and kept off the people's board; and a consistency repeat served through the API under other file names."""
+    store = server.services.store
+    people_before = client.predict("people", api_name="/leaderboard")[0]
+    monkeypatch.setattr(server.services.arena, "repeat_share", 0.0)
+    audio_a, audio_b, token, prompt = client.predict("calm piano", "panel-7", api_name="/new_pair")
+    assert prompt == "calm piano" and audio_a != audio_b
+    time.sleep(0.6)
+    _, vote = client.predict(token, "a", 0.5, 0.5, "", "panel-7", True, api_name="/vote")
+    assert set(vote) == {"pair_id", "choice", "model_a", "model_b", "name_a", "name_b"}  # output unchanged
+    row = next(r for r in export_preferences(store, votes="all") if r["pair_id"] == vote["pair_id"])
+    assert row["simulated"] is True and row["rater_id"] == "panel-7"
+    assert vote["pair_id"] not in {r["pair_id"] for r in export_preferences(store)}  # people's only
+    assert client.predict("people", api_name="/leaderboard")[0] == people_before
+    summary, table, _ = client.predict("simulated", api_name="/leaderboard")
+    assert "1 vote(s) from simulated listeners" in summary and len(table["data"]) == 2
+    with pytest.raises(AppError):
+        client.predict("robots", api_name="/leaderboard")
+
+    monkeypatch.setattr(server.services.arena, "repeat_share", 1.0)
+    again_a, again_b, again_token, again_prompt = client.predict("", "panel-7", api_name="/new_pair")
+    repeat = store.get_pair(again_token.split(".")[0])
+    assert (repeat.repeat_of, repeat.swapped, again_prompt) == (vote["pair_id"], True, "calm piano")
+    assert {again_a, again_b}.isdisjoint({audio_a, audio_b})  # other files, other gradio cache URLs
+    time.sleep(0.6)
+    client.predict(again_token, "b", 0.5, 0.5, "", "panel-7", True, api_name="/vote")  # b swapped back = a
+    files, table = client.predict("t0ken", "simulated", api_name="/export")
+    assert len([json.loads(line) for line in open(files[0])]) == 2  # the original and its repeat
+    pooled = json.load(open(files[1]))["simulated"]["pooled"]
+    assert (pooled["agreements"], pooled["repeats"]) == (1, 1)
+    assert ["simulated", "panel-7", 1, 1, "100%"] == table["data"][-2][:5]

@@ -114,3 +114,47 @@ def test_import_into_and_export_from_postgresql(source, tmp_path):
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+def test_export_takes_one_kind_of_vote_and_counts_what_it_left_out(tmp_path, capsys):
+    """People's votes by default; simulated ones only when asked, and how many were left out on stderr."""
+    data = tmp_path / "mixed"
+    with open_store(None, data) as store:
+        clips = [store.add_clip("calm piano", m, f"ck-{m}", {}, i, wav(i), 8000, 0.05) for i, m in enumerate("xy")]
+        for choice, rater, simulated in [("a", "r-1", False), ("b", "panel-1", True), ("tie", "panel-1", True)]:
+            issued = store.issue_pair(clips[0].id, clips[1].id, "s")
+            store.record_vote(issued.token, "s", choice, rater, 0.05, 0.05, now=issued.pair.issued_at
+                              + timedelta(seconds=9), simulated=simulated)
+        first = issued.pair.id  # panel-1's tie, repeated with the sides swapped: tie again agrees
+        repeat = store.issue_pair(clips[1].id, clips[0].id, "s", repeat_of=first, swapped=True)
+        store.record_vote(repeat.token, "s", "tie", "panel-1", 0.05, 0.05,
+                          now=repeat.pair.issued_at + timedelta(seconds=9), simulated=True)
+    out = tmp_path / "prefs.jsonl"
+    export = ["prefs", "export", "--data-dir", str(data), "--out", str(out)]
+    outcomes = lambda: [(r["outcome"], r["simulated"]) for r in map(json.loads, out.read_text().splitlines())]  # noqa: E731
+
+    assert main(export) == 0
+    assert outcomes() == [("a", False)]
+    assert capsys.readouterr().err.splitlines() == [
+        f"exported 1 preference(s) to {out} (people's votes)",
+        "left out 3 simulated vote(s) (--votes simulated or --votes all exports them)"]
+    assert main([*export, "--votes", "simulated", "--exclude-ties"]) == 0
+    assert outcomes() == [("b", True)]
+    assert "left out 1 people's vote(s)" in capsys.readouterr().err
+    assert main([*export, "--votes", "all"]) == 0
+    assert outcomes() == [("a", False), ("b", True), ("tie", True), ("tie", True)]
+    assert "left out" not in capsys.readouterr().err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (rows[3]["repeat_of"], rows[3]["swapped"], rows[0]["repeat_of"]) == (first, True, None)
+
+    assert main(["prefs", "consistency", "--data-dir", str(data)]) == 0
+    printed = capsys.readouterr()
+    summary = json.loads(printed.out)
+    pooled = summary["simulated"]["pooled"]
+    assert (pooled["agreements"], pooled["repeats"], pooled["rate"], pooled["ci_high"]) == (1, 1, 1.0, 1.0)
+    assert summary["simulated"]["raters"][0]["rater_id"] == "panel-1"
+    assert summary["people"]["pooled"]["repeats"] == 0 and summary["people"]["raters"] == []
+    assert printed.err.strip() == ("people: 0/0 repeat(s) agreed over 0 rater(s); "
+                                   "simulated: 1/1 repeat(s) agreed over 1 rater(s)")
+    assert main(["prefs", "consistency", "--data-dir", str(data), "--out", str(tmp_path / "c.json")]) == 0
+    assert json.loads((tmp_path / "c.json").read_text()) == summary

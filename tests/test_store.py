@@ -291,7 +291,8 @@ def test_import_follows_no_path_outside_the_audio_root(make_store, tmp_path):
 
 
 def test_an_older_store_gains_the_new_columns(tmp_path):
-    """A store written before vote tokens existed opens, keeps its votes and takes new ones."""
+    """A store written before vote tokens (and simulated votes, repeats) existed opens, keeps its votes as
+    people's and takes new ones."""
     db = tmp_path / "musicrl.sqlite3"
     old = sqlite3.connect(db)
     old.executescript("""
@@ -309,10 +310,16 @@ def test_an_older_store_gains_the_new_columns(tmp_path):
     """)
     old.close()
     with open_store(None, tmp_path) as store:
-        assert store.battles() == [Battle("base", "rl", "b")]
+        assert store.battles() == store.battles("people") == [Battle("base", "rl", "b")]  # old votes: people's
+        assert store.battles("simulated") == [] and store.count_votes("simulated") == 0
+        old_row = next(export_preferences(store))
+        assert (old_row["simulated"], old_row["repeat_of"], old_row["swapped"]) == (False, None, False)
         a, b = two_clips(store)
         vote(store, store.issue_pair(a.id, b.id, "s"), "a")
         assert store.vote_count() == 2
+    with sqlite3.connect(db) as conn:  # the additive migration added the new columns
+        assert {"simulated"} <= {r[1] for r in conn.execute("PRAGMA table_info(votes)")}
+        assert {"repeat_of", "swapped"} <= {r[1] for r in conn.execute("PRAGMA table_info(pairs)")}
 
 
 def test_sqlite_pragmas_and_bad_urls(tmp_path):
