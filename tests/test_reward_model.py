@@ -120,8 +120,8 @@ def test_weight_average_is_the_mean_of_the_weights():
         weight_average([a, {"w": b["w"]}])
 
 
-def test_save_load_round_trip_gives_identical_scores(tmp_path):
-    gen = debug_generator()
+def test_save_load_round_trip_gives_identical_scores(debug_gen, tmp_path):
+    gen = debug_gen
     rm = RewardModel.from_generator(gen, "debug")
     with torch.no_grad():
         rm.head[1].weight.normal_()
@@ -145,8 +145,8 @@ def test_save_load_round_trip_gives_identical_scores(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["missing", "no_json", "bad_json", "bad_weights", "other_kind", "wrong_shape"])
-def test_a_bad_reward_model_dir_is_one_input_error(tmp_path, damage):
-    rm = RewardModel.from_generator(debug_generator(), "debug")
+def test_a_bad_reward_model_dir_is_one_input_error(debug_gen, tmp_path, damage):
+    rm = RewardModel.from_generator(debug_gen, "debug")
     path = rm.save(tmp_path / "rm")
     if damage == "missing":
         path = tmp_path / "nowhere"
@@ -164,7 +164,7 @@ def test_a_bad_reward_model_dir_is_one_input_error(tmp_path, damage):
         meta["config"]["lm"]["dim"] = 16
         (path / "reward_model.json").write_text(json.dumps(meta))
     with pytest.raises(InputError) as err:
-        RewardModel.load(path)
+        RewardModel.load(path, base=debug_gen)
     assert "\n" not in str(err.value)
 
 
@@ -201,7 +201,7 @@ def test_votes_kinds_ties_and_both_bad(tmp_path):
         read_votes(rows, root, "robots")
 
 
-def test_short_warm_run_writes_model_members_metrics_and_the_probe_leaves_the_trunk(warm_run, prefs_root):
+def test_short_warm_run_writes_model_members_metrics_and_the_probe_leaves_the_trunk(warm_run, debug_gen):
     summary, out = warm_run
     for d in ("model", "probe", "members/0", "members/1"):
         assert (out / d / "reward_model.safetensors").is_file() and (out / d / "reward_model.json").is_file()
@@ -217,10 +217,10 @@ def test_short_warm_run_writes_model_members_metrics_and_the_probe_leaves_the_tr
     assert held["members"][0]["lr"] != held["members"][1]["lr"]
 
     probe = RewardModel.load(out / "probe")
-    pretrained = debug_generator().lm.state_dict()  # the base checkpoint's LM
+    pretrained = debug_gen.lm.state_dict()  # the base checkpoint's LM
     for key, value in probe.trunk.state_dict().items():
         torch.testing.assert_close(value, pretrained[key], rtol=0, atol=0)  # the probe trained the head only
-    assert not torch.equal(probe.head[1].weight, RewardModel.from_generator(debug_generator(), "debug").head[1].weight)
+    assert not torch.equal(probe.head[1].weight, RewardModel.from_generator(debug_gen, "debug").head[1].weight)
 
     warm = RewardModel.load(out / "model")
     members = [RewardModel.load(out / f"members/{m}").state_dict() for m in range(2)]
@@ -301,10 +301,14 @@ def test_cli_trains_from_a_sqlite_store_and_refuses_bad_input(base_dir, tmp_path
     assert "only apply to the reward-model recipe" in capsys.readouterr().err
 
 
-def test_eval_adds_the_preference_column_from_the_same_reward(base_dir, tmp_path, capsys):
+def test_eval_adds_the_preference_column_from_the_same_reward(debug_gen, base_dir, tmp_path, capsys, monkeypatch):
     from musicrl.cli import main
+    from musicrl.commands import eval as eval_command
 
-    rm_dir = RewardModel.from_generator(debug_generator(), "debug").save(tmp_path / "rm")
+    # the shipped scorers expect 16 kHz and would be skipped for the 8 kHz debug model anyway
+    monkeypatch.setattr(eval_command, "load_scorer_models", lambda args, sample_rate: {})
+
+    rm_dir = RewardModel.from_generator(debug_gen, "debug").save(tmp_path / "rm")
     prompts = tmp_path / "p.txt"
     prompts.write_text("calm piano\nfast rock\n")
     args = ["eval", "--models", "dbg=debug", "--cfg", "1", "--prompts", str(prompts), "--samples-per-prompt", "2",
@@ -319,11 +323,11 @@ def test_eval_adds_the_preference_column_from_the_same_reward(base_dir, tmp_path
     from models.sampling import SamplingParams
     from musicrl.rewards import load_preference_reward
 
-    out = debug_generator().generate(["calm piano"], 0.2, SamplingParams(cfg=1.0), seeds=[0, 1], samples_per_prompt=2)
+    out = debug_gen.generate(["calm piano"], 0.2, SamplingParams(cfg=1.0), seeds=[0, 1], samples_per_prompt=2)
     again = load_preference_reward(rm_dir)(["calm piano"] * 2, out.audio[:, 0], out.codes)
     assert again.tolist() == pytest.approx([r["preference"] for r in rows[:2]], abs=1e-6)
 
-    other = RewardModel.from_generator(debug_generator(), str(base_dir))  # trained on the spectral-codec base
+    other = RewardModel.from_generator(debug_gen, str(base_dir))  # trained on the spectral-codec base
     other.cfg.base_hash = ""
     other.save(tmp_path / "rm2")
     capsys.readouterr()
