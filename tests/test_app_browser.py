@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,11 @@ if not Path(CHROMIUM).is_file():
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Python is not installed")
 
+from sqlalchemy import select  # noqa: E402
+
 from app.limits import RateLimits  # noqa: E402
 from app.main import serve  # noqa: E402
+from app.schema import PairRow  # noqa: E402
 from app.transfer import export_preferences  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -145,6 +149,21 @@ def test_generate_rate_and_see_the_leaderboard(server, page):
     assert "Error" not in page.inner_text("#arena-reveal") and page.locator("#arena-reveal .error").count() == 0
     assert "Clip A was" in page.inner_text("#arena-reveal")  # the earlier reveal stays
     assert len(list(export_preferences(server.services.store))) == 1
+
+    # The page sends its rater id with new_pair: when every pair may be a repeat, the next one replays this one.
+    server.services.arena.repeat_share = 1.0
+    try:
+        pairs = server.services.store.counts()["pairs"]
+        page.click("#arena-new-pair")
+        deadline = time.monotonic() + 60
+        while server.services.store.counts()["pairs"] == pairs and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert server.services.store.counts()["pairs"] == pairs + 1
+        with server.services.store.read_session() as session:
+            repeat = session.scalars(select(PairRow).where(PairRow.repeat_of.is_not(None))).one()
+        assert repeat.repeat_of == row["pair_id"] and repeat.swapped
+    finally:
+        server.services.arena.repeat_share = 0.1
 
     page.get_by_role("tab", name="Leaderboard").click()
     shows = "(text) => (document.querySelector('{}') || {{}}).innerText?.includes(text)"
