@@ -8,7 +8,9 @@
 Input rows: the app's preference export (``app.transfer``, TRL layout): ``prompt``, ``outcome`` in
 a | b | tie | both_bad, ``chosen_audio`` / ``rejected_audio`` (WAV paths RELATIVE to the app's data
 directory) and their ``*_audio_sha256``, ``rater_id``, and ``simulated`` (True for a simulated
-listener's vote; a row without the field is a person's vote).
+listener's vote; a row without the field is a person's vote) and ``repeat_of`` (a rater consistency
+repeat of another pair: a second judgement of the same two clips; kept and counted, or dropped with
+``drop_repeats``).
 
 Each vote is kept in the orientation the rater saw (clip A, clip B — the app's blind random sides;
 the export puts the preferred clip first, and clip A first for ties), with a soft label
@@ -100,10 +102,11 @@ def _inside(root: Path, relative: str, number: int) -> Path:
 
 
 def read_votes(rows: Iterable[dict], audio_root: Path, kind: str = "human", ties: str = "soft",
-               max_votes: int = 0) -> tuple[list[Vote], dict]:
-    """Votes of the wanted ``kind`` from exported rows, checked (every referenced WAV must exist under
-    ``audio_root``), and the counts: rows, human, simulated, excluded_kind, both_bad_dropped,
-    ties (kept), ties_dropped, missing_audio, used. Writes nothing; bad input is an InputError."""
+               max_votes: int = 0, drop_repeats: bool = False) -> tuple[list[Vote], dict]:
+    """Votes of the wanted ``kind`` ("human" = "people", "simulated", "all") from exported rows, checked
+    (every referenced WAV must exist under ``audio_root``), and the counts: rows, human, simulated
+    (used), excluded_kind, both_bad_dropped, ties (kept), ties_dropped, repeats (kept),
+    repeats_dropped, used. Writes nothing; bad input is an InputError."""
     kind = "human" if kind == "people" else kind
     if kind not in VOTE_KINDS:
         raise InputError(f"votes must be one of {', '.join(VOTE_KINDS)}, got {kind!r}")
@@ -112,7 +115,8 @@ def read_votes(rows: Iterable[dict], audio_root: Path, kind: str = "human", ties
     root = Path(audio_root).expanduser().resolve()
     if not root.is_dir():
         raise InputError(f"audio root {audio_root} is not a directory (the app's data dir the audio paths are in)")
-    counts = dict(rows=0, human=0, simulated=0, excluded_kind=0, both_bad_dropped=0, ties=0, ties_dropped=0)
+    counts = dict(rows=0, human=0, simulated=0, excluded_kind=0, both_bad_dropped=0, ties=0, ties_dropped=0,
+                  repeats=0, repeats_dropped=0)
     votes, missing = [], []
     for number, row in enumerate(rows, start=1):
         counts["rows"] += 1
@@ -131,6 +135,10 @@ def read_votes(rows: Iterable[dict], audio_root: Path, kind: str = "human", ties
         if outcome == "tie" and ties == "drop":
             counts["ties_dropped"] += 1
             continue
+        repeat = bool(row.get("repeat_of"))
+        if repeat and drop_repeats:
+            counts["repeats_dropped"] += 1
+            continue
         prompt = _field(row, "prompt", number)
         chosen = (_field(row, "chosen_audio", number), _field(row, "chosen_audio_sha256", number))
         rejected = (_field(row, "rejected_audio", number), _field(row, "rejected_audio_sha256", number))
@@ -145,6 +153,7 @@ def read_votes(rows: Iterable[dict], audio_root: Path, kind: str = "human", ties
         votes.append(Vote(prompt, (a[0], b[0]), (a[1], b[1]), label, simulated, number))
         counts["simulated" if simulated else "human"] += 1
         counts["ties"] += outcome == "tie"
+        counts["repeats"] += repeat
         if max_votes and len(votes) >= max_votes:
             break
     if missing:

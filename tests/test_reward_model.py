@@ -277,13 +277,21 @@ def test_cli_trains_from_a_sqlite_store_and_refuses_bad_input(base_dir, tmp_path
                 issued = store.issue_pair(a.id, b.id, "s")
                 store.record_vote(issued.token, "s", "a" if a is tone else "b", "rater", 0.2, 0.2,
                                   now=issued.pair.issued_at + timedelta(seconds=9))
+                # a simulated listener who prefers the noise: left out of the default (human) run
+                issued = store.issue_pair(a.id, b.id, "s")
+                store.record_vote(issued.token, "s", "a" if a is noise else "b", "bot", 0.2, 0.2,
+                                  now=issued.pair.issued_at + timedelta(seconds=9), simulated=True)
     out = tmp_path / "run"
-    common = ["train", "reward-model", f"base={base_dir}", "batch_size=4", "probe_epochs=1", "epochs=1", "bootstrap=20",
+    common = ["train", "reward-model", f"base={base_dir}", "batch_size=4", "probe_epochs=2", "epochs=1", "bootstrap=20",
+              "probe_lr=3e-2", "lr=1e-3", "warmup=1",
               "val_fraction=0.3", f"out={out}"]
     assert main([*common[:2], "--db", str(data / "musicrl.sqlite3"), "--data-dir", str(data), *common[2:]]) == 0
     assert (out / "prefs.jsonl").is_file() and (out / "model" / "reward_model.json").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["data"]["votes"]["human"] == 20 and metrics["data"]["prefs"][0]["path"] == str(out / "prefs.jsonl")
+    counts = metrics["data"]["votes"]
+    assert counts["human"] == 20 and counts["simulated"] == 0 and counts["excluded_kind"] == 20
+    assert metrics["data"]["prefs"][0]["path"] == str(out / "prefs.jsonl")
+    assert metrics["held_out"]["warm"]["accuracy"] > 0.5  # the people's (tone) preference, not the bots'
 
     capsys.readouterr()
     bad = [

@@ -6,8 +6,9 @@ The reward-model recipe also takes its data as options (they refuse any other re
     musicrl train reward-model --db URL [--data-dir DIR] [--num-models M]
 
 ``--db`` (a URL or a SQLite file; the store of ``--data-dir`` by default) reads the votes straight
-from the app's store: they are checked first, then exported to OUT/prefs.jsonl (the file the run's
-lineage names) and the recipe runs on that file. Rerunning the command resumes on the votes the run
+from the app's store: they are checked first, then exported (people's and simulated votes, each row
+marked; the recipe's ``votes`` picks) to OUT/prefs.jsonl (the file the run's lineage names) and the
+recipe runs on that file. Rerunning the command resumes on the votes the run
 started with (OUT/prefs.jsonl is kept once the run has a train state).
 """
 
@@ -94,9 +95,9 @@ def apply_reward_model_options(cfg, args: argparse.Namespace) -> None:
     from musicrl.recipes.reward_model import check_votes
 
     store = open_prefs_store(args.db, data_dir, access="read")
-    try:
-        check_votes(cfg, list(export_preferences(store)))
-        count = write_preferences_jsonl(store, cfg.prefs)
+    try:  # every kind is exported, so that the run's counts say how many of the other kind it left out
+        check_votes(cfg, list(export_preferences(store, votes="all")))
+        count = write_preferences_jsonl(store, cfg.prefs, votes="all")
     finally:
         store.close()
     print(f"exported {count} vote(s) from the store to {cfg.prefs}", file=sys.stderr)

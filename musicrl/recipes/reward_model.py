@@ -5,7 +5,8 @@
     torchrun --nproc-per-node 4 -m musicrl.cli train reward-model --prefs prefs.jsonl ...
 
 Data (``musicrl.preference_data``): the app's export; votes of one kind (``votes``: human by default,
-simulated listeners' votes only when asked, counts of both reported); split BY PROMPT (a hash of the
+simulated listeners' votes only when asked, counts of both reported; the app's rater-consistency
+repeats are kept as votes and counted, ``drop_repeats`` leaves them out); split BY PROMPT (a hash of the
 prompt, ``val_fraction`` held out). Soft labels y = P(A ≻ B): a -> 1, b -> 0, **tie -> ½** (the soft
 Bradley–Terry target ``losses.soft_bradley_terry_loss``: a tie asks for equal rewards; ``ties=drop``
 leaves ties out); **both-bad is dropped** (it does not order the two clips). Each clip's WAV is read
@@ -80,13 +81,14 @@ class Config:
     base: str = "default"  # generator whose LM is the trunk's init and whose conditioner + codec the RM reads
     votes: str = "human"  # human | simulated | all
     ties: str = "soft"  # soft (label 0.5) | drop
+    drop_repeats: bool = False  # leave out the app's rater-consistency repeats (second votes on one pair)
     val_fraction: float = 0.2  # of prompts held out
     max_votes: int = 0  # 0 = every vote
     label_noise: float = 0.0  # fraction of training labels flipped
     num_models: int = 1  # M WARM members
     inits: list[str] = field(default_factory=list)  # Baklava: member i's trunk from inits[i % len]; [] = base
     probe_epochs: float = 3.0
-    probe_lr: float = 1e-3
+    probe_lr: float = 1e-2
     epochs: float = 2.0  # per member
     lr: float = 3e-5
     lr_spread: list[float] = field(default_factory=lambda: [0.5, 2.0])  # member LR = lr × log-uniform(spread)
@@ -187,7 +189,7 @@ def check_votes(cfg: Config, rows: list[dict]) -> None:
 
 def split_votes(cfg: Config, rows: list[dict]) -> tuple[list[Vote], list[Vote], dict]:
     """(train, held_out, vote counts) of exported rows; InputError when either side would be empty."""
-    votes, counts = read_votes(rows, cfg.audio_root, cfg.votes, cfg.ties, cfg.max_votes)
+    votes, counts = read_votes(rows, cfg.audio_root, cfg.votes, cfg.ties, cfg.max_votes, cfg.drop_repeats)
     train, held_out = split_by_prompt(votes, cfg.val_fraction)
     prompts = {v.prompt for v in votes}
     if not train or not held_out:
