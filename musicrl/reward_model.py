@@ -92,12 +92,6 @@ class RewardModel(nn.Module):
         self.trunk.load_state_dict(state, strict=True)
         return self
 
-    def fork(self) -> RewardModel:
-        """A copy with its own weights and the same (shared) base generator."""
-        twin = type(self)(self.cfg, self.base).to(next(self.parameters()).device)
-        twin.load_state_dict(self.state_dict())
-        return twin
-
     def set_dropout(self, p: float) -> RewardModel:
         """Set every dropout rate of the trunk (WARM diversifies members by dropout)."""
         for module in self.trunk.modules():

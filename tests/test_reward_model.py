@@ -368,3 +368,16 @@ def test_an_interrupted_run_resumes_exactly_across_phase_boundaries(warm_run, pr
         a, b = RewardModel.load(full / d).state_dict(), RewardModel.load(out / d).state_dict()
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{d}: {key}")
+
+
+def test_warm_members_are_diversified_from_one_seed():
+    """Member LRs lie in lr × [0.5, 2], dropouts in [0, 0.2], seeds differ; Baklava inits cycle; one
+    member uses the configured LR and the LM's own dropout."""
+    cfg = load_config(recipe.Config, None, ["num_models=5", "lr=1e-4", "inits=[a, b]"])
+    members = recipe.member_settings(cfg)
+    assert [m["init"] for m in members] == ["a", "b", "a", "b", "a"]
+    assert all(0.5e-4 <= m["lr"] <= 2e-4 and 0 <= m["dropout"] <= 0.2 for m in members)
+    assert len({m["seed"] for m in members}) == 5 and len({m["lr"] for m in members}) == 5
+    assert members == recipe.member_settings(cfg)  # drawn from the seed alone
+    single = recipe.member_settings(load_config(recipe.Config, None, ["lr=1e-4"]))
+    assert single == [{"index": 0, "seed": 1, "lr": 1e-4, "dropout": None, "init": "default"}]
