@@ -478,3 +478,31 @@ def test_every_access_opens_a_store_whose_path_has_uri_characters(tmp_path):
         with open_store(None, data, access=access) as store:
             assert store.vote_count() == 1 and store.database_file == data / "musicrl.sqlite3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd dir ?#%"]
+
+
+def test_vote_kinds_and_repeats_on_every_backend(make_store):
+    """The queries behind the people/simulated boards and consistency repeats, on SQLite and PostgreSQL."""
+    from app.repeats import RepeatVote, repeat_candidates, repeat_votes
+
+    store = make_store()
+    a, b = two_clips(store)
+    people = store.issue_pair(a.id, b.id, "s")
+    vote(store, people, "a", "r-1")
+    sim = store.issue_pair(a.id, b.id, "s")
+    store.record_vote(sim.token, "s", "b", "panel-1", 0.05, 0.05, now=sim.pair.issued_at + timedelta(seconds=10),
+                      simulated=True)
+    with pytest.raises(VoteRejected, match="simulated must be true or false"):
+        store.record_vote(store.issue_pair(a.id, b.id, "s").token, "s", "a", None, 0.05, 0.05, simulated="yes")
+    assert [p.id for p in repeat_candidates(store, "r-1")] == [people.pair.id]
+    repeat = store.issue_pair(b.id, a.id, "s", repeat_of=people.pair.id, swapped=True)
+    assert repeat_candidates(store, "r-1") == [] and store.get_pair(repeat.pair.id).swapped
+    vote(store, repeat, "b", "r-1")
+    assert store.battles() == [Battle("base", "rl", "a")] and store.battles("simulated") == [Battle("base", "rl", "b")]
+    assert len(store.battles("all", repeats=True)) == 3
+    counts = store.count_votes("people"), store.count_votes("people", repeats=True), store.count_votes("all")
+    assert counts == (2, 1, 3)
+    assert repeat_votes(store) == [RepeatVote("r-1", False, "a", "b", True)]
+    rows = list(export_preferences(store, votes="all"))
+    target = make_store()
+    import_preferences(target, rows, audio_root=store.data_dir)
+    assert list(export_preferences(target, votes="all")) == rows and repeat_votes(target) == repeat_votes(store)
