@@ -243,6 +243,7 @@ class GenerationService:
         """
         if caller is not None:
             self.limiter.hit("generate", caller)
+        self.registry.refresh()  # a model registered while the app runs can be asked for at once
         request = self.validate(model_id, prompt, duration, cfg, temperature, top_k, seed, variations, lam)
         audios = self.wait(self.submit(request), progress)
         if progress is not None:
