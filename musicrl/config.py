@@ -132,3 +132,8 @@ def load_config(cls: type[T], path: Path | None = None, overrides: list[str] | t
 
 def dump_config(cfg: Any, path: Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def with_overrides(cfg: T, values: dict) -> T:
+    """``cfg`` with the (possibly nested) ``values`` merged in and re-checked like a YAML file's."""
+    return _build(type(cfg), _merge(to_dict(cfg), values))
