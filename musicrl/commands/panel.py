@@ -1,8 +1,8 @@
 """``musicrl panel vote|compare|calibrate``: the simulated listener panel (docs/PANEL.md).
 
     musicrl panel vote --app http://127.0.0.1:7860/ --votes 200 --listeners 8 --seed 0 --workers 4
-    musicrl panel compare --models default debug --corpus-split valid --per-prompt 2 --listeners 5 \\
-        --seed 0 --out runs/panel/default_vs_debug
+    musicrl panel compare --models default@3 default@1 --corpus-split valid --per-prompt 2 --listeners 5 \\
+        --seed 0 --out runs/panel/cfg3_vs_cfg1
     musicrl panel calibrate --models default default@1 --prompts prompts.txt --per-prompt 2 --out panel.json
 
 ``vote`` drives a running app through its public API only (new_pair, vote with simulated=True), like
