@@ -17,9 +17,11 @@ Each round r, in its own directory ``OUT/round-r/``, five stages, each done once
 5. **panel** (``--panel``) — the simulated listeners vote through the app's public API, so the next
    round learns from votes that include this round's model and the leaderboard rates it.
 
-``OUT/loop.json`` records what each stage produced. Re-running the same command continues where it
-stopped: finished stages are skipped (nothing is retrained twice) and an interrupted recipe resumes
-from its own train state. The current best model is the last registered round's (the base before).
+On a GPU machine ``--launcher "torchrun --nproc-per-node 8"`` runs stages 2–3 as torchrun jobs
+(``scripts/gpu_loop.sh``). ``OUT/loop.json`` records what each stage produced. Re-running the same
+command continues where it stopped: finished stages are skipped (nothing is retrained twice) and an
+interrupted recipe resumes from its own train state. The current best model is the last registered
+round's (the base before).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
+import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +39,7 @@ from pathlib import Path
 from app.registry import ModelRegistry, add_registry_entry
 from app.transfer import open_prefs_store, write_preferences_jsonl
 from models.errors import InputError
-from musicrl.config import with_overrides
+from musicrl.config import dump_config, with_overrides
 from musicrl.recipes import reward_model, rl
 
 STAGES = ("export", "reward_model", "rl", "register", "panel")
@@ -43,6 +47,7 @@ VOTE_KINDS = ("simulated", "people")
 
 # (app URL, number of votes, seed) -> a summary dict; the panel, injected (``musicrl loop`` builds it)
 PanelVote = Callable[[str, int, int], dict]
+RECIPES = {"reward-model": reward_model, "rl": rl}
 
 
 @dataclass
@@ -61,6 +66,7 @@ class LoopConfig:
     reward_model: dict = field(default_factory=dict)  # overrides of reward_model.Config (num_models, epochs...)
     rl: dict = field(default_factory=dict)  # overrides of rl.Config (steps, alpha, corpus...)
     threads: int = 0
+    launcher: str = ""  # "" = recipes in this process; e.g. "torchrun --nproc-per-node 8" on a GPU machine
 
 
 def _atomic_json(path: Path, data: dict) -> None:
@@ -147,8 +153,7 @@ def run_round(cfg: LoopConfig, state: LoopState, r: int, panel: PanelVote | None
         rm_cfg = reward_model.Config(prefs=where / "prefs.jsonl", audio_root=cfg.data_dir, out=where / "rm",
                                      base=cfg.base, votes="simulated" if cfg.votes == "simulated" else "human",
                                      seed=cfg.seed + r, threads=cfg.threads)
-        rm_cfg = with_overrides(rm_cfg, cfg.reward_model)
-        metrics = reward_model.main(rm_cfg)
+        metrics = run_recipe(cfg, "reward-model", with_overrides(rm_cfg, cfg.reward_model), where / "rm.yaml")
         state.record(r, "reward_model", {"model": str(where / "rm" / "model"), "metrics": _jsonable(metrics)})
     if not state.done(r, "rl"):
         start = state.best
@@ -156,7 +161,7 @@ def run_round(cfg: LoopConfig, state: LoopState, r: int, panel: PanelVote | None
         say(f"round {r}: {preset} from {start}")
         rl_cfg = rl.Config(preset=preset, model=start, reward_model=str(where / "rm" / "model"), out=where / "rl",
                            seed=cfg.seed + r, threads=cfg.threads)
-        summary = rl.main(with_overrides(rl_cfg, cfg.rl))
+        summary = run_recipe(cfg, "rl", with_overrides(rl_cfg, cfg.rl), where / "rl.yaml")
         state.record(r, "rl", {"model": summary["best"], "from": start, "preset": preset,
                                "best_validation": summary["best_validation"]})
     if not state.done(r, "register"):
@@ -173,6 +178,21 @@ def run_round(cfg: LoopConfig, state: LoopState, r: int, panel: PanelVote | None
     if cfg.panel_votes and not state.done(r, "panel"):
         say(f"round {r}: the panel casts {cfg.panel_votes} vote(s) in {cfg.app}")
         state.record(r, "panel", _jsonable(panel(cfg.app, cfg.panel_votes, cfg.seed * 1000 + r)))
+
+
+def run_recipe(cfg: LoopConfig, name: str, recipe_cfg, config_file: Path) -> dict:
+    """Run a recipe to its end and return its ``metrics.json``: in this process, or, with a launcher
+    (``torchrun --nproc-per-node 8``), as ``LAUNCHER -m musicrl.cli train NAME --config FILE`` — every
+    process of the launcher runs the recipe; this one waits for them. Its config is kept beside it."""
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    dump_config(recipe_cfg, config_file)
+    if not cfg.launcher:
+        RECIPES[name].main(recipe_cfg)
+    else:
+        command = [*shlex.split(cfg.launcher), "-m", "musicrl.cli", "train", name, "--config", str(config_file)]
+        if subprocess.run(command, check=False).returncode != 0:
+            raise InputError(f"{' '.join(command)} failed; rerun the loop to resume it")
+    return json.loads((recipe_cfg.out / "metrics.json").read_text(encoding="utf-8"))
 
 
 def run_loop(cfg: LoopConfig, panel: PanelVote | None = None, say: Callable[[str], None] = print) -> dict:

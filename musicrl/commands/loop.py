@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"rl recipe override (repeatable; loop defaults: {DEFAULT_RL})")
     p.add_argument("--seed", type=int, default=0, help="seed of the recipes and the panel (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--launcher", default="",
+                   help="run the recipes as 'LAUNCHER -m musicrl.cli train ...', e.g. 'torchrun --nproc-per-node 8' "
+                        "(default: in this process)")
     p.set_defaults(func=run)
 
 
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
                      rounds=args.rounds, base=args.base, votes=args.votes or ("simulated" if args.panel else "people"),
                      min_votes=args.min_votes, panel_votes=args.panel_votes if args.panel else 0, seed=args.seed,
                      reward_model={**DEFAULT_RM, **parse_overrides(args.rm, "--rm")},
-                     rl={**DEFAULT_RL, **parse_overrides(args.rl, "--rl")}, threads=args.threads)
+                     rl={**DEFAULT_RL, **parse_overrides(args.rl, "--rl")}, threads=args.threads,
+                     launcher=args.launcher)
     record = run_loop(cfg, panel_voter(args) if args.panel else None)
     print(json.dumps({"best": record["best"], "rounds": sorted(record["rounds"], key=int)}, indent=2))
     return 0

@@ -157,7 +157,7 @@ def resolve(cfg: Config) -> Config:
     if cfg.reward_model and not Path(cfg.reward_model).is_dir():
         raise InputError(f"reward_model {cfg.reward_model} is not a directory")
     if cfg.preset == "musicrl-ru":
-        if _lineage(cfg.model).get("preset") != "musicrl-r":
+        if checkpoint_lineage(cfg.model).get("preset") != "musicrl-r":
             raise InputError("musicrl-ru continues a musicrl-r checkpoint: set model=<its directory>")
     if cfg.baseline not in BASELINES:
         raise InputError(f"baseline must be one of {', '.join(BASELINES)}, got {cfg.baseline!r}")
@@ -174,7 +174,7 @@ def resolve(cfg: Config) -> Config:
     return cfg
 
 
-def _lineage(model: str) -> dict:
+def checkpoint_lineage(model: str) -> dict:
     """The lineage recorded in a checkpoint directory ({} for built-in names and foreign formats)."""
     header = Path(model) / "musicrl.json"
     if not header.is_file():
@@ -306,7 +306,9 @@ def setup(cfg: Config) -> State:
     validator = Validator(cfg, reward, _validation_records(cfg), _load_judges(cfg, gen.sample_rate))
     dist = start_run(cfg)
     torch.manual_seed(cfg.seed + dist.rank)
-    gen.lm.to(dist.device)
+    for part in (gen.conditioner, gen.lm, gen.codec):  # the sampling stack on this process's device
+        if isinstance(part, nn.Module):
+            part.to(dist.device)
     reference = copy.deepcopy(reference_gen.lm).to(dist.device).eval().requires_grad_(False)
     anchor = reference if cfg.kl_anchor == "reference" else copy.deepcopy(gen.lm).eval().requires_grad_(False)
     value = ValueModel.from_lm(gen.lm) if cfg.baseline == "value" else None
