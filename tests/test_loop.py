@@ -8,11 +8,11 @@ import json
 import pytest
 
 from app.limits import RateLimits
-from app.loop import LoopConfig, run_loop
 from app.main import serve
 from app.store import open_store
 from models.errors import InputError
 from musicrl.cli import main
+from musicrl.commands.loop import LoopConfig, run_loop
 from tests.test_app_api import free_port
 
 REGISTRY = """models:
