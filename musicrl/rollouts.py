@@ -143,3 +143,15 @@ def score_rollout(
     if teacher is not None:
         out["teacher_logits"] = teacher_logits(teacher, rollout.inputs, rollout.text, teacher_cfg)
     return dataclasses.replace(rollout, **out)
+
+
+def draw_batch(
+    captions: list[str], seed: int, step: int, prompts_per_step: int, samples_per_prompt: int, shard
+) -> tuple[list[str], list[int]]:
+    """An on-policy recipe's batch of step ``step``: ``prompts_per_step`` prompts drawn from ``captions``
+    and one seed per row (B × G), from (seed, step) alone — every rank draws the same global batch and
+    ``shard`` (``Dist.shard``) keeps this rank's prompts and their rows (a prompt's G samples stay together)."""
+    g = torch.Generator().manual_seed(seed * 100_003 + step)
+    idx = torch.randint(0, len(captions), (prompts_per_step,), generator=g)
+    seeds = torch.randint(0, 2**31 - 1, (prompts_per_step * samples_per_prompt,), generator=g).tolist()
+    return shard([captions[i] for i in idx], "prompts_per_step"), shard(seeds, "prompts_per_step")

@@ -35,7 +35,7 @@ from musicrl.advantages import leave_one_out_advantages
 from musicrl.config import to_dict
 from musicrl.corpus_data import split_records
 from musicrl.losses import cfg_distillation_loss, policy_gradient_loss
-from musicrl.rollouts import sample_rollout, score_rollout
+from musicrl.rollouts import draw_batch, sample_rollout, score_rollout
 from musicrl.train_state import JsonlLog, Loop, optimizer_step, resume_or_start, start_run
 
 
@@ -117,11 +117,8 @@ def setup(cfg: Config) -> State:
 def next_batch(state: State) -> Batch:
     """The global batch of step ``state.step`` depends on (seed, step) alone; this rank takes its share."""
     cfg = state.cfg
-    g = torch.Generator().manual_seed(cfg.seed * 100_003 + state.step)
-    idx = torch.randint(0, len(state.captions), (cfg.prompts_per_step,), generator=g)
-    seeds = torch.randint(0, 2**31 - 1, (cfg.prompts_per_step * cfg.samples_per_prompt,), generator=g).tolist()
-    shard = state.dist.shard
-    return Batch(shard([state.captions[i] for i in idx], "prompts_per_step"), shard(seeds, "prompts_per_step"))
+    return Batch(*draw_batch(state.captions, cfg.seed, state.step, cfg.prompts_per_step, cfg.samples_per_prompt,
+                             state.dist.shard))
 
 
 def step(state: State, batch: Batch) -> dict[str, float]:

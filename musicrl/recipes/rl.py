@@ -57,7 +57,7 @@ from musicrl.advantages import leave_one_out_advantages
 from musicrl.config import to_dict
 from musicrl.corpus_data import split_records, stated_attributes
 from musicrl.losses import kl_regularised_reinforce_loss, kl_to_reference
-from musicrl.rollouts import sample_rollout, score_rollout
+from musicrl.rollouts import draw_batch, sample_rollout, score_rollout
 from musicrl.train_state import JsonlLog, Loop, optimizer_step, resume_or_start, start_run
 from musicrl.value_model import ValueModel, ema_update
 
@@ -347,11 +347,8 @@ def _modules(lm: nn.Module, value: nn.Module | None, ema: nn.Module | None) -> d
 def next_batch(state: State) -> Batch:
     """The global batch of step ``state.step`` depends on (seed, step) alone; this rank takes its share."""
     cfg = state.cfg
-    g = torch.Generator().manual_seed(cfg.seed * 100_003 + state.step)
-    idx = torch.randint(0, len(state.captions), (cfg.prompts_per_step,), generator=g)
-    seeds = torch.randint(0, 2**31 - 1, (cfg.prompts_per_step * cfg.samples_per_prompt,), generator=g).tolist()
-    shard = state.dist.shard
-    return Batch(shard([state.captions[i] for i in idx], "prompts_per_step"), shard(seeds, "prompts_per_step"))
+    return Batch(*draw_batch(state.captions, cfg.seed, state.step, cfg.prompts_per_step, cfg.samples_per_prompt,
+                             state.dist.shard))
 
 
 def step(state: State, batch: Batch) -> dict[str, float]:
