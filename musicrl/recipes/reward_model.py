@@ -435,6 +435,14 @@ def finish_run(state: State) -> dict:
     if len(members) > 1:
         results["ensemble"] = held_out_metrics(np.mean(diffs, axis=0), state.held_out, n_boot)
         curves["prediction ensemble"] = results["ensemble"]["reliability"]
+    # WARM with the first m < M members (m = 2, 3, ...): how accuracy grows with M in one run
+    results["by_num_models"] = {}
+    for m in range(2, len(members)):
+        sub = RewardModel(probe.cfg, state.base)
+        sub.load_state_dict(weight_average([x.state_dict() for x in members[:m]]))
+        results["by_num_models"][str(m)] = {
+            "warm": held_out_metrics(reward_differences(sub, state.held_out, state.codes, bs), state.held_out, n_boot),
+            "ensemble": held_out_metrics(np.mean(diffs[:m], axis=0), state.held_out, n_boot)}
     lineage = _lineage(state, -2, results["warm"])
     lineage["warm"] = {"num_models": len(members), "merge": "uniform weight average" if len(members) > 1 else "none",
                        "shared_init": "pretrained LM + linear-probed head", "inits": cfg.inits or [cfg.base],
