@@ -31,7 +31,10 @@ class ValueModel(nn.Module):
         self.head = nn.Linear(trunk.cfg.dim, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
-        self.trunk.heads.requires_grad_(False)  # the LM's output heads are not read: no gradient, no update
+        # the LM's output heads and final norm are not read (the value has its own norm): no gradient, no
+        # update, and nothing DDP would wait for
+        self.trunk.heads.requires_grad_(False)
+        self.trunk.final_norm.requires_grad_(False)
 
     @classmethod
     def from_lm(cls, lm: AudioLM) -> ValueModel:

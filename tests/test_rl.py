@@ -117,3 +117,23 @@ def test_run_keeps_the_best_checkpoint_with_lineage_and_resumes(args, tmp_path):
 def test_kl_budget_excludes_validations_beyond_it(args, tmp_path):
     summary = rl.main(config(args, "adherence=1", "steps=2", "eval_every=1", "kl_budget=1e-12", "lr=1e-1"))
     assert summary["best_validation"]["step"] == 0  # only the init (KL 0) is within a budget of ~0
+
+
+def test_two_processes_equal_one(args, tmp_path):
+    """Under torchrun each rank samples its share of the prompts; DDP averages the policy's and the value
+    model's gradients, so 2 processes make the updates of 1 (the value trunk's unread heads and norm take
+    no gradient: DDP would otherwise wait for them). Equal up to float summation order, which Adam can
+    blow up on near-zero gradients to a fraction of one update (lr = 1e-3): hence atol = lr / 2."""
+    from tests.test_distributed import torchrun, weights
+
+    more = ["adherence=1", "steps=2", "eval_every=2", "log_every=1", "seed=3"]
+    rl.main(config(args, *more, f"out={tmp_path / 'one'}"))
+    two = [a for a in args if not a.startswith("out=")]
+    torchrun(2, ["rl", *two, *more, f"out={tmp_path / 'two'}"])
+    for name in ("lm", "value"):
+        one_w, two_w = weights(tmp_path / "one", name), weights(tmp_path / "two", name)
+        assert one_w.keys() == two_w.keys()
+        for key in one_w:
+            torch.testing.assert_close(one_w[key], two_w[key], rtol=0, atol=5e-4, msg=key)
+    logs = [[json.loads(x) for x in (tmp_path / d / "log.jsonl").read_text().splitlines()] for d in ("one", "two")]
+    assert [r["reward"] for r in logs[0]] == pytest.approx([r["reward"] for r in logs[1]], rel=1e-5)
