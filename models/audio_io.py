@@ -23,12 +23,15 @@ def wav_bytes(audio: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
 
 
 def atomic_write(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file + rename, so a crash never leaves half a file."""
+    """Write ``data`` to ``path`` through a temp file (flushed to disk) + rename, so a crash leaves the
+    old file or the new one, never half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

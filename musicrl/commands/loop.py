@@ -32,16 +32,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shlex
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.registry import ModelRegistry, add_registry_entry
 from app.transfer import open_prefs_store, write_preferences_jsonl
+from models.audio_io import atomic_write
 from models.errors import InputError
 from musicrl.config import dump_config, with_overrides
 from musicrl.recipes import reward_model, rl
@@ -75,12 +74,7 @@ class LoopConfig:
 
 def _atomic_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2).encode("utf-8"))
 
 
 class LoopState:
