@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, aliased
 
 from app.schema import ClipRow, PairRow, VoteRow
 from app.store import CHOICES, Access, Store, VoteKind, check_id, now_utc, open_store, utc, vote_kind_filter
+from models.audio_io import atomic_write
 from models.errors import InputError
 
 __all__ = ["ImportSummary", "database_url", "export_preferences", "import_preferences", "open_prefs_store",
@@ -150,18 +151,7 @@ def write_private_json(path: Path, value: object) -> None:
     """``value`` as indented JSON at ``path``, atomically and readable by the owner only."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), mode=0o600)
 
 
 def read_preferences_jsonl(path: Path) -> Iterator[dict]:

@@ -22,9 +22,9 @@ def wav_bytes(audio: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def atomic_write(path: str | Path, data: bytes) -> Path:
+def atomic_write(path: str | Path, data: bytes, mode: int = 0o644) -> Path:
     """Write ``data`` to ``path`` through a temp file (flushed to disk) + rename, so a crash leaves the
-    old file or the new one, never half a file."""
+    old file or the new one, never half a file; the file gets permissions ``mode``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -32,7 +32,7 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -20,8 +20,6 @@ from pathlib import Path
 
 from models.errors import InputError
 
-JUDGED = ("style", "tempo_band", "mode", "lead_instrument", "drums")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate models on a prompt set (adherence, quality, diversity, FAD, judges)")
@@ -93,21 +91,13 @@ def _corpus_spec(spec: str) -> tuple[Path, str, int]:
 def corpus_prompts(spec: str):
     """Prompts (captions + the attributes they state) of the first N clips of a corpus split."""
     from evaluation.suite import EvalPrompt
-    from musicrl.corpus.attributes import tempo_band
-    from musicrl.corpus.captions import parse_caption
-    from musicrl.corpus_data import split_records
+    from musicrl.corpus_data import split_records, stated_attributes
 
     root, split, n = _corpus_spec(spec)
     records = split_records(root, split, n)
     if not records:
         raise InputError(f"no clips in split {split!r} of {root}")
-    prompts = []
-    for r in records:
-        stated = parse_caption(r["caption"])
-        if "tempo" in stated and "tempo_band" not in stated:
-            stated["tempo_band"] = tempo_band(float(stated["tempo"]))
-        attrs = {a: str(r[a]) for a in JUDGED if a in stated and a in r}
-        prompts.append(EvalPrompt(r["caption"], attrs))
+    prompts = [EvalPrompt(r["caption"], stated_attributes(r)) for r in records]
     return prompts, records, root
 
 

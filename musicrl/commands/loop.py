@@ -30,7 +30,6 @@ It stands on the CLI floor: the one place that may read the app's store and regi
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import subprocess
@@ -109,10 +108,6 @@ class LoopState:
         _atomic_json(self.path, self.data)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def check(cfg: LoopConfig, panel: PanelVote | None) -> None:
     """Refuse what cannot work, before anything is written."""
     if cfg.rounds < 1:
@@ -134,7 +129,7 @@ def export_votes(cfg: LoopConfig, path: Path) -> dict:
             raise InputError(f"the store holds {decisive} decisive {cfg.votes} vote(s); the reward model needs at "
                              f"least {cfg.min_votes} (collect more, or run the panel: --panel)")
         count = write_preferences_jsonl(store, path, votes=cfg.votes)
-    return {"file": str(path), "votes": count, "decisive": decisive, "sha256": _sha256(path)}
+    return {"file": str(path), "votes": count, "decisive": decisive, "sha256": reward_model.file_sha256(path)}
 
 
 def _preset_for(model: str) -> str:

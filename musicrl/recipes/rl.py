@@ -37,7 +37,6 @@ the prompts (a prompt's G samples stay on one rank, so leave-one-out is local); 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,7 +44,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import file_hash, save_checkpoint
 from models.errors import InputError
 from models.generator import MusicGenerator
 from models.lm import AudioLM
@@ -128,6 +127,7 @@ class State:
     best: dict  # {"step", "reward", "kl"} of out/best
     log: JsonlLog
     val_log: JsonlLog  # validation.jsonl: one record per validation
+    modules: dict[str, nn.Module]  # what the train state holds: lm, value (unwrapped), ema
 
 
 @dataclass
@@ -220,28 +220,15 @@ def build_reward(cfg: Config, sample_rate: int) -> tuple[rewards.WeightedReward,
     if cfg.preference:
         from musicrl.reward_model import RewardModel
 
-        model = RewardModel.load(cfg.reward_model)
+        path = Path(cfg.reward_model)
+        model = RewardModel.load(path)
         terms["preference"] = rewards.PreferenceReward(model)
-        info = {"reward_model": str(Path(cfg.reward_model).resolve()), **_rm_lineage(Path(cfg.reward_model))}
+        # which reward model (its weights' hash) and which votes it learned from (its own lineage)
+        info = {"reward_model": str(path.resolve()),
+                "reward_model_sha256": file_hash(path / "reward_model.safetensors"),
+                "reward_model_lineage": model.lineage}
     weights = {name: float(getattr(cfg, name)) for name in terms}
     return rewards.WeightedReward(terms, weights), info
-
-
-def _rm_lineage(path: Path) -> dict:
-    """Which reward model (hash of its weights) and which votes it learned from (its own lineage)."""
-    digest = hashlib.sha256()
-    for file in sorted(path.glob("*.safetensors")):
-        digest.update(file.read_bytes())
-    lineage = {}
-    for meta in sorted(path.glob("*.json")):
-        try:
-            data = json.loads(meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("lineage"), dict):
-            lineage = data["lineage"]
-            break
-    return {"reward_model_sha256": digest.hexdigest()[:16], "reward_model_lineage": lineage}
 
 
 def _same_rate(name: str, expected: int, given: int) -> None:
@@ -324,7 +311,7 @@ def setup(cfg: Config) -> State:
     val_log = JsonlLog(cfg.out / "validation.jsonl", enabled=dist.is_main)
     val_log.truncate_after(step)
     return State(cfg, dist, gen, policy, reference, anchor, value_fn, reward, reward_info, validator, opt,
-                 captions, step, best, log, val_log)
+                 captions, step, best, log, val_log, modules)
 
 
 def _validation_records(cfg: Config) -> list[dict]:
@@ -367,7 +354,7 @@ def step(state: State, batch: Batch) -> dict[str, float]:
             anchor_logits = state.anchor(rollout.inputs, rollout.text)
     if state.value is not None:
         if state.step == 0:  # V starts at the first batch's mean reward (ValueModel's docstring)
-            _unwrap(state.value).head.bias.data.fill_(state.dist.mean({"r": reward.mean().item()})["r"])
+            state.modules["value"].head.bias.data.fill_(state.dist.mean({"r": reward.mean().item()})["r"])
         values, value_coef = state.value(rollout.inputs, rollout.text), cfg.value_coef
     else:
         baseline = reward - leave_one_out_advantages(reward, cfg.samples_per_prompt)
@@ -412,14 +399,13 @@ def validate(state: State) -> None:
 def main(cfg: Config) -> dict:
     state = setup(cfg)
     cfg = state.cfg
-    modules = _modules(state.gen.lm, _unwrap(state.value), state.anchor if cfg.kl_anchor == "ema" else None)
 
     def before_save(stop: bool) -> dict:
         if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
             validate(state)
         return {"best": state.best}
 
-    with Loop("rl", cfg, state.log, state.dist, modules, {"opt": state.opt}, state.step) as loop:
+    with Loop("rl", cfg, state.log, state.dist, state.modules, {"opt": state.opt}, state.step) as loop:
         if state.step == 0:
             validate(state)  # the init's scores: where the run starts from
         while state.step < cfg.steps:
@@ -433,7 +419,3 @@ def main(cfg: Config) -> dict:
             save_checkpoint(state.gen, cfg.out / "model", lineage=_lineage_of(state))
             (cfg.out / "metrics.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def _unwrap(module: nn.Module | None) -> nn.Module | None:
-    return getattr(module, "module", module)
