@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -55,9 +56,11 @@ __all__ = [
     "Reward",
     "TextAdherence",
     "WeightedReward",
+    "build_reward",
     "check_trainable",
     "load_preference_reward",
     "mix_rewards",
+    "parse_weights",
 ]
 
 TRAINING_REWARDS = ("adherence", "quality", "diversity", "preference")
@@ -209,3 +212,81 @@ def check_trainable(names: Sequence[str]) -> None:
     bad = [n for n in names if n not in TRAINING_REWARDS]
     if bad:
         raise InputError(f"cannot train on reward {bad[0]!r}; choose from {', '.join(TRAINING_REWARDS)}")
+
+
+def parse_weights(text: str, what: str = "--reward") -> dict[str, float]:
+    """``"adherence"`` -> {adherence: 1}; ``"adherence=1,quality=0.5"`` -> {adherence: 1, quality: 0.5}.
+    Names must be training rewards (``TRAINING_REWARDS``), weights finite and >= 0, not all 0."""
+    weights: dict[str, float] = {}
+    for item in (part.strip() for part in str(text).split(",")):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in TRAINING_REWARDS:
+            raise InputError(f"{what}: unknown reward {name!r}; choose from {', '.join(TRAINING_REWARDS)}")
+        if name in weights:
+            raise InputError(f"{what}: {name} is given twice")
+        try:
+            weight = float(value) if value.strip() else 1.0
+        except ValueError:
+            raise InputError(f"{what}: the weight of {name} must be a number, got {value.strip()!r}") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise InputError(f"{what}: the weight of {name} must be a finite number >= 0, got {value.strip()}")
+        weights[name] = weight
+    if not weights or not any(weights.values()):
+        raise InputError(f"{what}: give a reward with a weight > 0, e.g. adherence or adherence=1,quality=0.5")
+    return weights
+
+
+def build_reward(
+    weights: Mapping[str, float],
+    sample_rate: int,
+    samples_per_prompt: int = 1,
+    embedder: str | Path = "",
+    quality_model: str | Path = "",
+    reward_model: str | Path = "",
+) -> tuple[WeightedReward, dict]:
+    """The weighted mix of the training rewards ``weights`` asks for (names of ``TRAINING_REWARDS``;
+    0-weight terms are left out), with the shipped scorers unless others are given — every recipe,
+    best-of-N and the app build their rewards here. ``samples_per_prompt`` is the G of the diversity
+    reward's sibling groups. Returns the reward and, with a preference model, what identifies it
+    (directory, weights hash, the votes it learned from) for the checkpoints' lineage.
+    Raises InputError for an unknown name, a missing reward model or a scorer of another sample rate."""
+    from models.checkpoint import file_hash
+    from models.registry import ASSETS_DIR
+
+    check_trainable([name for name, w in weights.items() if w])
+    active = {name: float(w) for name, w in weights.items() if w}
+    terms: dict[str, Reward] = {}
+    info: dict = {}
+    if "adherence" in active or "diversity" in active:
+        embedder_model = TextAudioEmbedder.load(embedder or ASSETS_DIR / "embedder")
+        _same_rate("embedder", embedder_model.sample_rate, sample_rate)
+        if "adherence" in active:
+            terms["adherence"] = TextAdherence(embedder_model)
+        if "diversity" in active:
+            if samples_per_prompt < 2:
+                raise InputError("the diversity reward compares a prompt's samples: it needs 2 or more per prompt")
+            terms["diversity"] = Diversity(embedder_model, samples_per_prompt)
+    if "quality" in active:
+        quality = QualityModel.load(quality_model or ASSETS_DIR / "quality")
+        _same_rate("quality model", quality.sample_rate, sample_rate)
+        terms["quality"] = Quality(quality)
+    if "preference" in active:
+        if not reward_model:
+            raise InputError("the preference reward needs a reward model directory (musicrl train reward-model)")
+        path = Path(reward_model)
+        if not path.is_dir():
+            raise InputError(f"reward model {path} is not a directory")
+        preference = load_preference_reward(path)
+        terms["preference"] = preference
+        info = {"reward_model": str(path.resolve()),
+                "reward_model_sha256": file_hash(path / "reward_model.safetensors"),
+                "reward_model_lineage": preference.model.lineage}
+    return WeightedReward(terms, {name: active[name] for name in terms}), info
+
+
+def _same_rate(name: str, expected: int, given: int) -> None:
+    if expected != given:
+        raise InputError(f"the {name} expects {expected} Hz audio; the model makes {given} Hz")

@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.checkpoint import file_hash, save_checkpoint
+from models.checkpoint import save_checkpoint
 from models.errors import InputError
 from models.generator import MusicGenerator
 from models.lm import AudioLM
@@ -199,41 +199,11 @@ def _prompts(cfg: Config) -> list[str]:
     return captions
 
 
-def build_reward(cfg: Config, sample_rate: int) -> tuple[rewards.WeightedReward, dict]:
-    """The weighted mix of ``musicrl.rewards`` the config asks for, and the preference model's lineage."""
-    from models.embedder import TextAudioEmbedder
-    from models.quality import QualityModel
-
-    terms: dict[str, rewards.Reward] = {}
-    info: dict = {}
-    if cfg.adherence or cfg.diversity:
-        embedder = TextAudioEmbedder.load(cfg.embedder or ASSETS_DIR / "embedder")
-        _same_rate("embedder", embedder.sample_rate, sample_rate)
-        if cfg.adherence:
-            terms["adherence"] = rewards.TextAdherence(embedder)
-        if cfg.diversity:
-            terms["diversity"] = rewards.Diversity(embedder, cfg.samples_per_prompt)
-    if cfg.quality:
-        quality = QualityModel.load(cfg.quality_model or ASSETS_DIR / "quality")
-        _same_rate("quality model", quality.sample_rate, sample_rate)
-        terms["quality"] = rewards.Quality(quality)
-    if cfg.preference:
-        from musicrl.reward_model import RewardModel
-
-        path = Path(cfg.reward_model)
-        model = RewardModel.load(path)
-        terms["preference"] = rewards.PreferenceReward(model)
-        # which reward model (its weights' hash) and which votes it learned from (its own lineage)
-        info = {"reward_model": str(path.resolve()),
-                "reward_model_sha256": file_hash(path / "reward_model.safetensors"),
-                "reward_model_lineage": model.lineage}
-    weights = {name: float(getattr(cfg, name)) for name in terms}
-    return rewards.WeightedReward(terms, weights), info
-
-
-def _same_rate(name: str, expected: int, given: int) -> None:
-    if expected != given:
-        raise InputError(f"the {name} expects {expected} Hz audio; the model makes {given} Hz")
+def build_reward(cfg, sample_rate: int) -> tuple[rewards.WeightedReward, dict]:
+    """``rewards.build_reward`` from a recipe config's reward weights, scorers and reward model (rl, bond, clp)."""
+    weights = {name: getattr(cfg, name) for name in rewards.TRAINING_REWARDS}
+    return rewards.build_reward(weights, sample_rate, cfg.samples_per_prompt, cfg.embedder, cfg.quality_model,
+                                cfg.reward_model)
 
 
 class Validator:
