@@ -15,11 +15,13 @@ All divergences are computed in float32 (or float64 if the input is float64) fro
 ``log_softmax``; logits must be finite.
 
 References: ALGORITHMS.md §1 (LM teacher forcing), §2 (CFG distillation, Cideron et al. 2024, arXiv:2410.06084),
-§3 (MusicRL, arXiv:2402.04229), §4 (Bradley–Terry / WARM, arXiv:2401.12187).
+§3 (MusicRL, arXiv:2402.04229), §4 (Bradley–Terry / WARM, arXiv:2401.12187), §6 (J-BOND, Sessa et al. 2024,
+arXiv:2407.14622).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,10 +33,16 @@ Divergence = Literal["reverse_kl", "forward_kl", "gjsd"]
 Normalization = Literal["sequences", "tokens"]
 
 __all__ = [
+    "JBOND_WORSE_REWARD",
+    "JBondLossOutput",
     "ReinforceLossOutput",
+    "better_anchor",
     "bradley_terry_loss",
     "cfg_distillation_loss",
     "info_nce_loss",
+    "jbond_loss",
+    "jbond_returns",
+    "jbond_reward",
     "kl_regularised_reinforce_loss",
     "kl_to_reference",
     "masked_cross_entropy",
@@ -429,3 +437,99 @@ def kl_regularised_reinforce_loss(
         kl_per_sequence=kl_seq.detach(),
         advantages=advantages,
     )
+
+
+# ----------------------------------------------------------------------------- J-BOND
+
+JBOND_WORSE_REWARD = -math.log(16.0)  # the backward reward of a policy sample worse than both anchor samples
+
+
+def jbond_reward(policy_rewards: Tensor, anchor_rewards: Tensor) -> Tensor:
+    """J-BOND's backward reward (Sessa et al. 2024, ALGORITHMS §6): a two-sample estimate of log p≤(y),
+    the log-quantile of the policy sample y under the anchor's reward distribution::
+
+        r_bw(y) = −log 16   if r(y) < min(r(y'_1), r(y'_2))   (strictly worse than both anchor samples)
+                  0         otherwise
+
+    policy_rewards [B]; anchor_rewards [B, 2]. Returns [B] float32. Ties are NOT worse: a policy sample
+    whose reward equals an anchor sample's gets 0, so with a reward that ties often (a coarse judge, a
+    constant) the backward signal vanishes — J-BOND needs a reward with a strict ordering. Being rank-based,
+    it is invariant to any strictly increasing transform of the reward. Example: r(y) = 0.1 with anchors
+    (0.2, 0.3) -> −log 16 ≈ −2.7726; with anchors (0.1, 0.3) -> 0 (a tie).
+    """
+    if policy_rewards.dim() != 1 or anchor_rewards.shape != (policy_rewards.shape[0], 2):
+        raise ValueError(f"need policy_rewards [B] and anchor_rewards [B, 2], got {tuple(policy_rewards.shape)} "
+                         f"and {tuple(anchor_rewards.shape)}")
+    worse = policy_rewards.detach() < anchor_rewards.detach().amin(dim=1)
+    return torch.where(worse, JBOND_WORSE_REWARD, 0.0).float()
+
+
+def better_anchor(anchor_rewards: Tensor) -> Tensor:
+    """anchor_rewards [B, 2] -> [B] long: which anchor sample the forward (SFT) part imitates — the one with
+    the higher reward; a tie keeps the first (index 0). NaN never wins against a number."""
+    if anchor_rewards.dim() != 2 or anchor_rewards.shape[1] != 2:
+        raise ValueError(f"anchor_rewards must be [B, 2], got {tuple(anchor_rewards.shape)}")
+    r = torch.nan_to_num(anchor_rewards.detach().float(), nan=float("-inf"))
+    return (r[:, 1] > r[:, 0]).long()
+
+
+def jbond_returns(backward_rewards: Tensor, policy_logprobs: Tensor, anchor_logprobs: Tensor) -> Tensor:
+    """The return of the backward part: R = r_bw − (log π(y) − log π_anchor(y)), detached.
+
+    All [B]; the log-probabilities are per-sequence sums over the valid positions of y. The log-ratio term
+    is the −KL(π‖π_anchor) part of the backward Jeffreys divergence KL(π ‖ π_BoN), with π_BoN ∝ π_anchor ·
+    p≤^(N−1). Example: r_bw = −log 16, log π = −10, log π_a = −12 -> −2.7726 − 2 = −4.7726."""
+    if not (backward_rewards.shape == policy_logprobs.shape == anchor_logprobs.shape) or backward_rewards.dim() != 1:
+        raise ValueError("backward_rewards, policy_logprobs and anchor_logprobs must all be [B]")
+    return (backward_rewards - (policy_logprobs - anchor_logprobs)).detach().float()
+
+
+@dataclass(frozen=True)
+class JBondLossOutput:
+    """Result of :func:`jbond_loss`. ``loss`` is what to backpropagate."""
+
+    loss: Tensor  # scalar: (1 − β)·forward + β·backward + γ·regulariser
+    forward: Tensor  # scalar, NLL of the better anchor samples (per-sequence sum, mean over B)
+    backward: Tensor  # scalar, REINFORCE surrogate with the advantages
+    regulariser: Tensor  # scalar, exact KL(π‖π_anchor) on the policy samples (per-sequence sum, mean over B)
+    kl_per_sequence: Tensor  # [B] detached, KL(π‖π_anchor) of each policy sample
+
+
+def jbond_loss(
+    policy_logits: Tensor,
+    anchor_logits: Tensor,
+    tokens: Tensor,
+    mask: Tensor,
+    advantages: Tensor,
+    forward_logits: Tensor,
+    forward_tokens: Tensor,
+    forward_mask: Tensor,
+    beta: float = 0.5,
+    gamma: float = 0.0,
+) -> JBondLossOutput:
+    """J-BOND's update ``(1 − β) G_fw + β G_bw + γ G_reg`` as a loss (ALGORITHMS §6)::
+
+        forward   = −(1/B) Σ_b Σ_valid log π(y'_b)                     SFT on the better anchor sample y'_b
+        backward  = −(1/B) Σ_b A_b Σ_valid log π(y_b)                  policy gradient, A = R − baseline
+        regular.  =  (1/B) Σ_b Σ_valid Σ_a π(a|s) log(π(a|s)/π_anchor(a|s))   exact KL on y's states
+
+    policy_logits [B, K, T, V] (policy on its samples y, with grad); anchor_logits [B, K, T, V] (the anchor
+    on y, detached); tokens/mask [B, K, T] (y); advantages [B] (``jbond_returns`` minus the leave-one-out
+    baseline over the batch, detached); forward_logits [B, K, T', V] (policy on y', with grad),
+    forward_tokens/forward_mask [B, K, T'] (y'). β in [0, 1], γ >= 0. With β = 0 only the supervised
+    part remains (distillation of the anchor's best-of-2 samples); with β = 1 only the policy gradient.
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    _check_logits_pair(policy_logits, anchor_logits, mask, ("policy_logits", "anchor_logits"))
+    _check_logits(forward_logits, "forward_logits")
+    _check_mask(forward_mask, forward_logits.shape[:3], "forward_mask")
+    fw_logp = token_logprobs(forward_logits, forward_tokens)
+    forward = -sequence_sum(fw_logp, forward_mask).mean()
+    backward = policy_gradient_loss(token_logprobs(policy_logits, tokens), advantages, mask, "sequences")
+    kl_seq = sequence_sum(per_token_divergence(policy_logits, anchor_logits, "reverse_kl"), mask)
+    regulariser = kl_seq.mean()
+    loss = (1.0 - beta) * forward + beta * backward + gamma * regulariser
+    return JBondLossOutput(loss, forward, backward, regulariser, kl_seq.detach())

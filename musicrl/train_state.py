@@ -22,6 +22,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -300,14 +301,18 @@ def end_step(
 
 
 def optimizer_step(
-    opt: torch.optim.Optimizer, loss: torch.Tensor, parameters, grad_clip: float, lr: float | None = None
+    opt: torch.optim.Optimizer, loss: torch.Tensor, parameters, grad_clip: float, lr: float | None = None,
+    after_backward: Callable[[], None] | None = None,
 ) -> float:
-    """One update: (set the learning rate), backward, clip the gradient norm, step. Returns the norm."""
+    """One update: (set the learning rate), backward, (``after_backward``: e.g. route gradients to the
+    parameters the optimiser holds), clip the gradient norm, step. Returns the norm."""
     if lr is not None:
         for group in opt.param_groups:
             group["lr"] = lr
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if after_backward is not None:
+        after_backward()
     norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
     opt.step()
     return float(norm)

@@ -49,13 +49,13 @@ from models.errors import InputError
 from models.generator import MusicGenerator
 from models.lm import AudioLM
 from models.module_io import read_header
-from models.registry import ASSETS_DIR, load_generator
+from models.registry import load_generator
 from models.sampling import SamplingParams
 from musicrl import distributed, rewards
 from musicrl.advantages import leave_one_out_advantages
 from musicrl.config import to_dict
-from musicrl.corpus_data import split_records, stated_attributes
 from musicrl.losses import kl_regularised_reinforce_loss, kl_to_reference
+from musicrl.policy_training import Validator, keep_best, load_judges, reward_from, training_prompts, validation_records
 from musicrl.rollouts import draw_batch, sample_rollout, score_rollout
 from musicrl.train_state import JsonlLog, Loop, optimizer_step, resume_or_start, start_run
 from musicrl.value_model import ValueModel, ema_update
@@ -185,82 +185,17 @@ def checkpoint_lineage(model: str) -> dict:
         return {}
 
 
-def _prompts(cfg: Config) -> list[str]:
-    if cfg.prompts is not None:
-        try:
-            lines = cfg.prompts.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise InputError(f"cannot read prompts file {cfg.prompts}: {err}") from None
-        captions = [line.strip() for line in lines if line.strip()]
-    else:
-        captions = [r["caption"] for r in split_records(cfg.corpus, "train")]
-    if not captions:
-        raise InputError(f"no training prompts in {cfg.prompts or cfg.corpus}")
-    return captions
-
-
-def build_reward(cfg, sample_rate: int) -> tuple[rewards.WeightedReward, dict]:
-    """``rewards.build_reward`` from a recipe config's reward weights, scorers and reward model (rl, bond, clp)."""
-    weights = {name: getattr(cfg, name) for name in rewards.TRAINING_REWARDS}
-    return rewards.build_reward(weights, sample_rate, cfg.samples_per_prompt, cfg.embedder, cfg.quality_model,
-                                cfg.reward_model)
-
-
-class Validator:
-    """Held-out prompts with fixed seeds: every reward component, the exact KL to π_0 and (when the
-    judges are installed) the share of the prompts' stated attributes they hear."""
-
-    def __init__(self, cfg: Config, reward: rewards.WeightedReward, records: list[dict], judges) -> None:
-        self.cfg, self.reward = cfg, reward
-        self.prompts = [r["caption"] for r in records]
-        self.g = cfg.samples_per_prompt if cfg.diversity else 1
-        self.seeds = [10_000 + i for i in range(len(self.prompts) * self.g)]
-        truth = {r["caption"]: stated_attributes(r) if "style" in r else {} for r in records}
-        self.attributes = rewards.AttributeMatch(judges, truth) if judges is not None and records else None
-
-    @torch.no_grad()
-    def __call__(self, gen: MusicGenerator, reference: AudioLM) -> dict[str, float]:
-        if not self.prompts:
-            return {}
-        params = SamplingParams(cfg=1.0, temperature=self.cfg.temperature, top_k=0)
-        rollout = sample_rollout(gen, self.prompts, self.seeds, self.cfg.duration, params, self.g)
-        rollout = score_rollout(rollout, policy=gen.lm, reference=reference)
-        kl = kl_to_reference(rollout.policy_logits, rollout.reference_logits, rollout.mask)
-        audio = gen.decode(rollout.codes)[:, 0].cpu()
-        parts = self.reward.components(rollout.prompts, audio, rollout.codes.cpu())
-        total = rewards.mix_rewards(parts, self.reward.weights)
-        out = {"val_reward": total.mean().item(), "val_kl": kl.mean().item()}
-        out.update({f"val_{name}": value.mean().item() for name, value in parts.items()})
-        if self.attributes is not None:
-            match = self.attributes(rollout.prompts, audio)
-            out["val_judges"] = match[~match.isnan()].mean().item() if (~match.isnan()).any() else float("nan")
-        return out
-
-
-def _load_judges(cfg: Config, sample_rate: int):
-    if cfg.judges == "none":
-        return None
-    path = Path(cfg.judges) if cfg.judges else ASSETS_DIR / "judges"
-    if not path.is_dir():
-        if cfg.judges:
-            raise InputError(f"judges {cfg.judges} is not a directory")
-        return None
-    from evaluation.judges import Judges
-
-    judges = Judges.load(path)
-    return judges if judges.sample_rate == sample_rate else None
-
-
 def setup(cfg: Config) -> State:
     # every input is checked (and every model loaded) before the run directory is written to
     cfg = resolve(cfg)
-    captions = _prompts(cfg)
+    captions = training_prompts(cfg)
     gen = load_generator(cfg.model)
     reference_gen = gen if not cfg.reference or cfg.reference == cfg.model else load_generator(cfg.reference)
     if reference_gen.lm.cfg != gen.lm.cfg:
         raise InputError(f"reference {cfg.reference} has another LM architecture than {cfg.model}")
-    reward, reward_info = build_reward(cfg, gen.sample_rate)
-    validator = Validator(cfg, reward, _validation_records(cfg), _load_judges(cfg, gen.sample_rate))
+    reward, reward_info = reward_from(cfg, gen.sample_rate)
+    validator = Validator(reward, validation_records(cfg), load_judges(cfg, gen.sample_rate), cfg.duration,
+                          cfg.temperature, cfg.samples_per_prompt)
     dist = start_run(cfg)
     torch.manual_seed(cfg.seed + dist.rank)
     for part in (gen.conditioner, gen.lm, gen.codec):  # the sampling stack on this process's device
@@ -282,14 +217,6 @@ def setup(cfg: Config) -> State:
     val_log.truncate_after(step)
     return State(cfg, dist, gen, policy, reference, anchor, value_fn, reward, reward_info, validator, opt,
                  captions, step, best, log, val_log, modules)
-
-
-def _validation_records(cfg: Config) -> list[dict]:
-    if cfg.prompts is not None and not (cfg.corpus / "manifest.jsonl").is_file():
-        return [{"caption": p} for p in _prompts(cfg)[: cfg.eval_prompts]]
-    records = split_records(cfg.corpus, "valid")
-    step = max(1, len(records) // cfg.eval_prompts)
-    return records[::step][: cfg.eval_prompts]
 
 
 def _modules(lm: nn.Module, value: nn.Module | None, ema: nn.Module | None) -> dict[str, nn.Module]:
@@ -359,10 +286,7 @@ def validate(state: State) -> None:
     if not state.dist.is_main:
         return
     scores = state.validator(state.gen, state.reference)
-    within = not cfg.kl_budget or scores["val_kl"] <= cfg.kl_budget
-    if within and scores["val_reward"] > state.best.get("reward", float("-inf")):
-        state.best = {"step": state.step, "reward": scores["val_reward"], "kl": scores["val_kl"]}
-        save_checkpoint(state.gen, cfg.out / "best", lineage={**_lineage_of(state), "validation": scores})
+    state.best = keep_best(cfg, state.gen, state.best, scores, _lineage_of(state))
     state.val_log.write({"step": state.step, **scores, "best_step": state.best.get("step", -1)})
 
 
