@@ -72,14 +72,37 @@ class Scorers:
     reference: torch.Tensor | None = None
 
 
+class Clips(Protocol):
+    """What a sampler returns: audio [N, C, S] and the codes [N, K, T] it was decoded from."""
+
+    audio: torch.Tensor
+    codes: torch.Tensor
+
+
+class Sampler(Protocol):
+    """``MusicGenerator.generate``'s shape: B captions, G samples each, one seed per row (N = B * G rows,
+    prompt-major) -> ``Clips``. Best-of-N over the generator (``musicrl.best_of_n``) is another."""
+
+    def __call__(
+        self, prompts: list[str], duration: float, params: SamplingParams, seeds: list[int], samples_per_prompt: int
+    ) -> Clips: ...
+
+
 @dataclass
 class ModelSpec:
+    """One evaluated setting. ``sampler`` (default ``generator.generate``) makes the clips, e.g. best-of-N
+    by a reward (``musicrl.best_of_n``, handed in because evaluation may not import musicrl); ``candidates``
+    is how many clips it samples per kept clip, so the reported forward passes per clip are the real cost
+    (its measured seconds include whatever the sampler does, candidate scoring included)."""
+
     label: str
     generator: MusicGenerator
     cfg: float = 3.0
     temperature: float = 1.0
     top_k: int = 250
     extra: dict = field(default_factory=dict)  # e.g. {"lam": 0.5, "beta": 15}: carried into the results
+    sampler: Sampler | None = None
+    candidates: int = 1
 
 
 def bootstrap_ci(per_prompt: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -206,9 +229,10 @@ def evaluate_model(
 
     Seeds: sample g of prompt i uses seed + i * G + g, so every model sees the same seeds.
     Returns per-clip rows and the summary (with measured seconds per clip and forward passes per clip:
-    decoding steps x 2 with guidance, x 1 without).
+    decoding steps x 2 with guidance, x 1 without, x ``spec.candidates``).
     """
     gen, g = spec.generator, samples_per_prompt
+    sample = spec.sampler or gen.generate
     params = SamplingParams(cfg=spec.cfg, temperature=spec.temperature, top_k=spec.top_k)
     rows, embeddings, profiles, gen_seconds, values = [], [], [], 0.0, ()
     frames = gen.num_frames(duration)
@@ -216,7 +240,7 @@ def evaluate_model(
         batch = prompts[start : start + prompts_per_batch]
         seeds = [seed + (start + i) * g + j for i in range(len(batch)) for j in range(g)]
         t = time.perf_counter()
-        out = gen.generate([p.caption for p in batch], duration, params, seeds=seeds, samples_per_prompt=g)
+        out = sample([p.caption for p in batch], duration, params, seeds=seeds, samples_per_prompt=g)
         gen_seconds += time.perf_counter() - t
         audio = out.audio[:, 0]
         clip_prompts = [p for p in batch for _ in range(g)]
@@ -244,12 +268,10 @@ def evaluate_model(
             profiles.append(scores["profile"])
     emb = torch.cat(embeddings) if embeddings else None
     prof = torch.cat(profiles) if profiles else None
-    summary = summarise(
-        spec.label, rows, emb, len(prompts), g, scorers, {**spec.extra, "cfg": spec.cfg}, prof, values
-    )
+    summary = summarise(spec.label, rows, emb, len(prompts), g, scorers, {**spec.extra, "cfg": spec.cfg}, prof, values)
     steps = frames + gen.lm.cfg.num_codebooks - 1
     summary["seconds_per_clip"] = gen_seconds / max(1, len(rows))
-    summary["forward_passes_per_clip"] = steps * (2 if params.uses_cfg else 1)
+    summary["forward_passes_per_clip"] = steps * (2 if params.uses_cfg else 1) * spec.candidates
     summary["real_time_factor"] = summary["seconds_per_clip"] / (frames / gen.frame_rate)
     return rows, summary
 

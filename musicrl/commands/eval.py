@@ -8,6 +8,9 @@ pareto.png. Scorers (text-audio embedder, quality model, judges) default to the 
 ``--reward-model DIR`` adds a "preference" column: r(caption, codes) of a trained preference RM
 (``musicrl train reward-model``), the very ``rewards.PreferenceReward`` an RL recipe optimises, read
 from the codes each clip was decoded from (so every evaluated model must use the RM's base codec).
+``--best-of 1 4 16 --reward SPEC`` adds best-of-N settings (label "default bo4"; N = 1 is the plain
+setting, unchanged): each clip is the best of N candidates by that reward (``musicrl.best_of_n``), and its
+cost columns count the N candidates' forward passes and the measured seconds of sampling and scoring them.
 """
 
 from __future__ import annotations
@@ -32,14 +35,34 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="corpus:data/corpus:test:20",
         help="a .jsonl (caption + attributes) or .txt file, or corpus:DIR:SPLIT:N",
     )
+    p.add_argument(
+        "--best-of",
+        nargs="+",
+        type=int,
+        default=[1],
+        metavar="N",
+        help="evaluate each model and cfg as best-of-N by --reward, once per N given (1 = plain sampling; "
+        "default: 1); the N > 1 settings are labelled 'LABEL boN'",
+    )
+    p.add_argument(
+        "--reward",
+        default=None,
+        metavar="SPEC",
+        help="the reward best-of-N keeps clips by: a training reward or a mix like 'adherence=1,quality=0.5' "
+        "(default: adherence); scorers from --embedder, --quality, --reward-model",
+    )
     p.add_argument("--samples-per-prompt", type=int, default=4)
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--embedder", type=Path, default=None)
     p.add_argument("--quality", type=Path, default=None)
     p.add_argument("--judges", type=Path, default=None)
-    p.add_argument("--reward-model", type=Path, default=None,
-                   help="a preference reward model directory: adds the 'preference' metric (its reward)")
+    p.add_argument(
+        "--reward-model",
+        type=Path,
+        default=None,
+        help="a preference reward model directory: adds the 'preference' metric (its reward)",
+    )
     p.add_argument(
         "--reference",
         default="corpus:data/corpus:test:200",
@@ -193,8 +216,10 @@ def preference_reward(path: Path, generators: list):
     codec = reward.model.base.codec.describe()
     for gen in generators:
         if gen.codec.describe() != codec:
-            raise InputError(f"--reward-model {path} reads codes of its base {reward.model.cfg.base!r} codec; "
-                             f"model {gen.name} uses another codec")
+            raise InputError(
+                f"--reward-model {path} reads codes of its base {reward.model.cfg.base!r} codec; "
+                f"model {gen.name} uses another codec"
+            )
     return reward
 
 
@@ -266,11 +291,61 @@ def write_combined(args: argparse.Namespace, summaries: list[dict]) -> int:
     return 0
 
 
+def best_of_weights(args: argparse.Namespace) -> dict[str, float] | None:
+    """The best-of-N reward's weights (None when every --best-of is 1); checked before anything loads."""
+    from musicrl.best_of_n import MAX_BEST_OF
+    from musicrl.rewards import parse_weights
+
+    for n in args.best_of:
+        if not 1 <= n <= MAX_BEST_OF:
+            raise InputError(f"--best-of values must be from 1 to {MAX_BEST_OF}, got {n}")
+    if len(set(args.best_of)) != len(args.best_of):
+        raise InputError("--best-of lists a value twice")
+    if max(args.best_of) == 1:
+        if args.reward is not None:
+            raise InputError("--reward is what best-of-N keeps clips by: add --best-of N with N > 1")
+        return None
+    weights = parse_weights(args.reward or "adherence")
+    if "preference" in weights and args.reward_model is None:
+        raise InputError("--reward preference needs --reward-model DIR")
+    scorers = (("--embedder", args.embedder), ("--quality", args.quality), ("--reward-model", args.reward_model))
+    for flag, path in scorers:
+        if path is not None and not path.is_dir():
+            raise InputError(f"{flag} {path} is not a directory")
+    return weights
+
+
+def settings(args: argparse.Namespace, label: str, gen, weights: dict[str, float] | None, rewards: dict) -> list:
+    """The ModelSpecs of one model: each --cfg, each --best-of (N > 1: the sampler keeps the best of N by the
+    reward, built once per N since a diversity reward compares a clip's N candidates)."""
+    from functools import partial
+
+    from evaluation.suite import ModelSpec
+    from musicrl.best_of_n import best_of_n, describe
+    from musicrl.rewards import build_reward
+
+    specs = []
+    for c in args.cfg:
+        for n in args.best_of:
+            if n == 1:
+                specs.append(ModelSpec(label, gen, cfg=c, extra=lineage_extra(gen)))
+                continue
+            key = (n, gen.sample_rate)
+            if key not in rewards:
+                rewards[key] = build_reward(
+                    weights, gen.sample_rate, n, args.embedder or "", args.quality or "", args.reward_model or ""
+                )[0]
+            extra = {**lineage_extra(gen), "best_of": n, "best_of_reward": describe(weights)}
+            sampler = partial(best_of_n, gen, rewards[key], n=n)
+            specs.append(ModelSpec(f"{label} bo{n}", gen, cfg=c, extra=extra, sampler=sampler, candidates=n))
+    return specs
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from evaluation.suite import ModelSpec, evaluate_model, evaluate_real
+    from evaluation.suite import evaluate_model, evaluate_real
     from models.audio_io import atomic_write, wav_bytes
     from models.registry import load_generator
     from musicrl.corpus_data import load_split_audio
@@ -283,14 +358,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--samples-per-prompt must be >= 1")
     if any(c < 0 for c in args.cfg):
         raise InputError("--cfg values must be >= 0")
+    weights = best_of_weights(args)
     prompts, records, root = load_prompts(args.prompts)
-    specs = []
+    specs, rewards = [], {}
     for item in args.models:
         label, sep, path = item.partition("=")
         gen = load_generator(path if sep else item)
         label = label if sep else (gen.name if gen.name in ("default", "debug") else Path(item).name)
         gen.num_frames(args.duration)
-        specs += [ModelSpec(label, gen, cfg=c, extra=lineage_extra(gen)) for c in args.cfg]
+        specs += settings(args, label, gen, weights, rewards)
     sample_rate = specs[0].generator.sample_rate
     scorers = build_scorers(load_scorer_models(args, sample_rate), args.samples_per_prompt, prompts)
     if args.reward_model is not None:
@@ -319,7 +395,8 @@ def run(args: argparse.Namespace) -> int:
             def on_clip(row, audio, spec=spec):
                 results.write(json.dumps(row) + "\n")
                 if args.save_audio:
-                    name = f"{spec.label}_cfg{spec.cfg:g}_p{row['prompt_index']:03d}_s{row['sample']}.wav"
+                    label = spec.label.replace(" ", "-")  # "default bo4" -> default-bo4_...
+                    name = f"{label}_cfg{spec.cfg:g}_p{row['prompt_index']:03d}_s{row['sample']}.wav"
                     atomic_write(args.out / "audio" / name, wav_bytes(audio[None], sample_rate))
 
             _, summary = evaluate_model(

@@ -1,4 +1,8 @@
-"""``musicrl generate "PROMPT"``: WAV + JSON (+ codes .npy) per clip, byte-identical for the same seed."""
+"""``musicrl generate "PROMPT"``: WAV + JSON (+ codes .npy) per clip, byte-identical for the same seed.
+
+``--best-of N --reward SPEC``: each clip is the best of N candidates by that reward (``musicrl.best_of_n``);
+its sidecar adds best_of, the reward, every candidate's seed and reward, the chosen index and the measured
+cost (so that sidecar, unlike the WAV, differs between runs in its seconds)."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import hashlib
 import io
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -15,6 +20,8 @@ import numpy as np
 from models.errors import InputError
 from models.generator import MAX_PROMPT_CHARS
 from models.sampling import SamplingParams
+from musicrl.best_of_n import MAX_BEST_OF, candidate_seeds
+from musicrl.rewards import TRAINING_REWARDS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,6 +45,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--greedy", action="store_true", help="argmax decoding (ignores temperature/top-k/top-p)")
     p.add_argument("--save-codes", action="store_true", help="also write codes [K, T] as <id>.npy")
+    p.add_argument(
+        "--best-of",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"keep the best of N candidates per clip by --reward, 1 to {MAX_BEST_OF} (costs N x the sampling, "
+        "decoding and scoring; default 1: plain generation)",
+    )
+    p.add_argument(
+        "--reward",
+        default=None,
+        metavar="SPEC",
+        help=f"what best-of-N keeps: {', '.join(TRAINING_REWARDS)} or a mix like 'adherence=1,quality=0.5' "
+        "(default: adherence). Given with --best-of 1, the plain clip is scored and its reward recorded",
+    )
+    p.add_argument(
+        "--reward-model",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="preference reward model directory (musicrl train reward-model), for --reward preference (default: none)",
+    )
+    p.add_argument(
+        "--embedder",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="text-audio embedder for the adherence/diversity rewards (default: the shipped one)",
+    )
+    p.add_argument(
+        "--quality",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="quality model for the quality reward (default: the shipped one)",
+    )
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.set_defaults(func=run)
 
@@ -47,8 +90,9 @@ def _params(args: argparse.Namespace) -> SamplingParams:
     command line means differently: top-k 0 would mean "no limit")."""
     if args.top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {args.top_k}")
-    return SamplingParams(cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          greedy=args.greedy)
+    return SamplingParams(
+        cfg=args.cfg, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy
+    )
 
 
 def clip_id(prompt: str, model_hash: str, meta: dict) -> str:
@@ -57,28 +101,68 @@ def clip_id(prompt: str, model_hash: str, meta: dict) -> str:
     return f"{slug}-{digest}"
 
 
+def _reward_weights(args: argparse.Namespace) -> dict[str, float] | None:
+    """The best-of-N reward's weights from --reward (default adherence), or None when no candidate is
+    scored (--best-of 1 without --reward: plain generation). Checked before any model is loaded."""
+    from musicrl.rewards import parse_weights
+
+    if not 1 <= args.best_of <= MAX_BEST_OF:
+        raise InputError(f"--best-of must be from 1 to {MAX_BEST_OF}, got {args.best_of}")
+    if args.greedy and args.best_of > 1:
+        raise InputError("--best-of needs sampling: with --greedy every candidate is the same clip")
+    scorers = (("--reward-model", args.reward_model), ("--embedder", args.embedder), ("--quality", args.quality))
+    if args.best_of == 1 and args.reward is None:
+        for flag, value in scorers:
+            if value is not None:
+                raise InputError(f"{flag} is read only by best-of-N's reward: add --best-of N (and --reward)")
+        return None
+    weights = parse_weights(args.reward or "adherence")
+    if args.reward_model is not None and "preference" not in weights:
+        raise InputError("--reward-model is read only by the preference reward: add preference to --reward")
+    for flag, value in scorers[1:]:
+        if value is not None and not value.is_dir():
+            raise InputError(f"{flag} {value} is not a directory")
+    return weights
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from models.audio_io import atomic_write, wav_bytes
     from models.registry import load_generator
+    from musicrl.best_of_n import best_of_n, describe
+    from musicrl.rewards import build_reward
 
     params = _params(args)
     if args.num_samples < 1:
         raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
+    weights = _reward_weights(args)
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} exists and is not a directory")
     gen = load_generator(args.model)
-    # Every check of the request (prompt, duration within the model's maximum, parameters), once,
+    # Every check of the request (prompt, duration within the model's maximum, parameters, reward), once,
     # before anything is generated or written.
     plan = gen.plan([args.prompt], args.duration, params, seeds=args.seed, samples_per_prompt=args.num_samples)
     prompt, frames = plan.prompts[0], plan.frames
+    if weights is not None:  # sibling groups of a diversity reward = the N candidates of a clip
+        reward, reward_info = build_reward(
+            weights, gen.sample_rate, args.best_of, args.embedder or "", args.quality or "", args.reward_model or ""
+        )
 
     bar = tqdm(
         total=frames + gen.lm.cfg.num_codebooks - 1, desc="generating", unit="step", file=sys.stderr, disable=None
     )
-    on_step = lambda done, total: bar.update(done - bar.n)
-    out = gen.render(plan, on_step=on_step)
+
+    def on_step(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    if weights is None:
+        out, best = gen.render(plan, on_step=on_step), None
+    else:
+        out = best = best_of_n(
+            gen, reward, [prompt], args.duration, params, args.seed, args.best_of, args.num_samples, on_step=on_step
+        )
     bar.close()
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -101,8 +185,20 @@ def run(args: argparse.Namespace) -> int:
             "num_samples": args.num_samples,
             "index": i,
         }
-        cid = clip_id(prompt, gen.checkpoint_hash, meta)
+        if best is not None:  # "seed" is the row's; the kept clip is plain generation with "chosen_seed"
+            meta.update(
+                best_of=args.best_of,
+                reward=describe(weights),
+                **reward_info,
+                candidate_seeds=candidate_seeds(out.seeds[i], args.best_of),
+                candidate_rewards=[None if math.isnan(r) else r for r in best.rewards[i].tolist()],  # NaN: not JSON
+                chosen=int(best.chosen[i]),
+                chosen_seed=best.chosen_seeds[i],
+            )
+        cid = clip_id(prompt, gen.checkpoint_hash, meta)  # before the measured cost: ids stay deterministic
         meta["id"] = cid
+        if best is not None:
+            meta["cost"] = best.cost
         if args.save_codes:
             buf = io.BytesIO()
             np.save(buf, out.codes[i].numpy().astype(np.int64))
@@ -110,4 +206,13 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(args.out / f"{cid}.wav", wav_bytes(out.audio[i], gen.sample_rate))
         atomic_write(args.out / f"{cid}.json", (json.dumps(meta, indent=2) + "\n").encode())
         print(args.out / f"{cid}.wav")
+    if best is not None:
+        c = best.cost
+        print(
+            f"best-of-{args.best_of} by {describe(weights)}: {c['forward_passes']} forward passes per clip "
+            f"({args.best_of}x plain), "
+            f"sampling {c['sample_s']:.2f} s, decoding {c['decode_s']:.2f} s, scoring {c['score_s']:.2f} s, "
+            f"total {c['total_s']:.2f} s for {c['clips']} clip(s)",
+            file=sys.stderr,
+        )
     return 0
