@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from evaluation.fronts import hypervolumes
 from evaluation.plots import _figure
 
 
@@ -69,7 +70,9 @@ def setting_key(s: dict) -> str:
 
 
 def point_tag(s: dict) -> str:
-    """λ for merged models, β for distilled ones, otherwise the guidance scale."""
+    """λ for merged models, β for distilled ones, w for steered ones, otherwise the guidance scale."""
+    if "weights" in s:
+        return "w=" + ":".join(f"{v:.2g}" for v in s["weights"].values())
     if "lam" in s:
         return f"λ={s['lam']:g}"
     if "beta" in s:
@@ -79,21 +82,21 @@ def point_tag(s: dict) -> str:
 
 def assign_curves(summaries: list[dict], curves: dict[str, list[str]] | None = None) -> dict[str, list[dict]]:
     """Curve name -> its settings in the given order. ``curves`` maps a name to setting keys
-    (``label@cfg``) or bare labels (every cfg of that model); settings in no curve form one curve per
-    model label."""
+    (``label@cfg``) or bare labels (every cfg of that model; for a steerable model, every weight setting);
+    settings in no curve form one curve per model label (a steerable model's settings: one curve)."""
     curves = curves or {}
     out: dict[str, list[dict]] = {}
     claimed = set()
     for name, keys in curves.items():
         for key in keys:
-            hits = [s for s in summaries if key in (setting_key(s), s["model"])]
+            hits = [s for s in summaries if key in (setting_key(s), s["model"], s.get("steered"))]
             if not hits:
                 raise ValueError(f"curve {name!r}: no evaluated setting {key!r}")
             out.setdefault(name, []).extend(hits)
             claimed.update(id(s) for s in hits)
     for s in summaries:
         if id(s) not in claimed:
-            out.setdefault(s["model"], []).append(s)
+            out.setdefault(s.get("steered") or s["model"], []).append(s)
     return out
 
 
@@ -235,6 +238,8 @@ def write_report(
     ratios: list[tuple[str, str]] | None = None,
     gaps: list[tuple[str, str]] | None = None,
     zoom: str | None = None,
+    hypervolume: tuple[str, str] | None = None,
+    hv_reference: str | None = None,
 ) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "summary.jsonl", "w") as fh:
@@ -248,6 +253,8 @@ def write_report(
     if gaps:
         text.append("\nGaps to a front at equal diversity (95 % bootstrap interval over prompts; > 0: above):\n")
         text.append(gap_table(summaries, curves or {}, gaps))
+    if hypervolume:
+        text.append(hypervolume_section(summaries, curves or {}, hypervolume, hv_reference, out))
     if plot:
         text.append("\n![Pareto](pareto.png)\n")
     if plot and zoom:
@@ -257,3 +264,54 @@ def write_report(
         text.append("\n" + notes + "\n")
     (out / "report.md").write_text("\n".join(text))
     return out / "report.md"
+
+
+def hypervolume_section(
+    summaries: list[dict], curves: dict[str, list[str]], metrics: tuple[str, str], reference: str | None, out: Path
+) -> str:
+    """The hypervolume table (``fronts.hypervolumes``) of every curve over ``metrics`` and ``front.png``, the
+    curves in the (X, Y) plane with 95 % intervals."""
+    x, y = metrics
+    points = [s for s in summaries if "cfg" in s and all(m in s.get("per_prompt", {}) for m in metrics)]
+    if not points:
+        raise ValueError(f"hypervolume: no setting has per-prompt {x} and {y}")
+    assigned = assign_curves(points, curves)
+    ref = None
+    if reference is not None:
+        hit = [s for s in summaries if setting_key(s) == reference]
+        if not hit:
+            raise ValueError(f"hv-reference: no evaluated setting {reference!r}")
+        ref = (hit[0][x], hit[0][y])
+    volumes = hypervolumes(assigned, metrics, ref)
+    where = f"the smallest {x} and {y} of all settings"
+    if ref:
+        where = f"the setting {reference} ({ref[0]:.4f}, {ref[1]:.4f})"
+    lines = [
+        f"\nHypervolume of each curve in ({x}, {y}), measured from {where} (95 % bootstrap interval over "
+        "prompts, resampled jointly):\n",
+        "| curve | settings | hypervolume | 95 % CI |",
+        "|---|---|---|---|",
+    ]
+    for key, (value, (lo, hi)) in volumes.items():
+        count = str(len(assigned[key])) if key in assigned else "paired difference"
+        lines.append(f"| {key} | {count} | {value:.3g} | [{lo:.3g}, {hi:.3g}] |")
+    fig = _figure(5.5, 4.4)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, pts in assigned.items():
+        pts = sorted(pts, key=lambda p: p[x])
+        xs, ys = [p[x] for p in pts], [p[y] for p in pts]
+        line = ax.plot(xs, ys, marker="o", label=name)[0]
+        xerr = [[p[x] - p[f"{x}_ci"][0] for p in pts], [p[f"{x}_ci"][1] - p[x] for p in pts]]
+        yerr = [[p[y] - p[f"{y}_ci"][0] for p in pts], [p[f"{y}_ci"][1] - p[y] for p in pts]]
+        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="none", ecolor=line.get_color(), alpha=0.3, lw=0.8)
+        for p in pts:
+            ax.annotate(point_tag(p), (p[x], p[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if ref:
+        ax.plot([ref[0]], [ref[1]], marker="x", color="black", label=f"reference {reference}")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "front.png")
+    return "\n".join(lines) + "\n\n![front](front.png)\n"

@@ -9,7 +9,7 @@ import sys
 from models.errors import InputError
 
 # Subcommand modules under musicrl.commands; each has register(subparsers) and sets `func`.
-COMMANDS = ("generate", "data", "train", "eval", "merge", "plot", "bench", "app", "prefs", "panel", "loop")
+COMMANDS = ("generate", "data", "train", "eval", "merge", "soup", "plot", "bench", "app", "prefs", "panel", "loop")
 
 
 def build_parser() -> argparse.ArgumentParser:

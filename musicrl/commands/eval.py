@@ -51,6 +51,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the reward best-of-N keeps clips by: a training reward or a mix like 'adherence=1,quality=0.5' "
         "(default: adherence); scorers from --embedder, --quality, --reward-model",
     )
+    p.add_argument(
+        "--weights",
+        nargs="+",
+        default=None,
+        metavar="SPEC",
+        help="evaluate each steerable model (musicrl train clp, musicrl soup) at these objective weights, e.g. "
+        "adherence=1 adherence=0.5,quality=0.5 quality=1; settings are labelled 'LABEL wA:B' (weights in the "
+        "model's objective order); other models are evaluated as usual (default: none)",
+    )
+    p.add_argument(
+        "--hypervolume",
+        default=None,
+        metavar="X,Y",
+        help="report each curve's hypervolume of the mean (X, Y) of its settings with a 95 %% interval, and "
+        "the paired difference of every two curves, e.g. adherence,quality (curves: --curve, or one per model)",
+    )
+    p.add_argument(
+        "--hv-reference",
+        default=None,
+        metavar="LABEL@CFG",
+        help="the setting whose (X, Y) the hypervolume is measured from (default: the smallest X and Y over "
+        "all settings)",
+    )
     p.add_argument("--samples-per-prompt", type=int, default=4)
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--seed", type=int, default=0)
@@ -243,6 +266,15 @@ def parse_pairs(items: list[str], flag: str = "--ratio", example: str = "distill
     return pairs
 
 
+def parse_metric_pair(spec: str | None) -> tuple[str, str] | None:
+    if spec is None:
+        return None
+    names = [m.strip() for m in spec.split(",")]
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise InputError(f"--hypervolume takes two metrics X,Y (e.g. adherence,quality), got {spec!r}")
+    return names[0], names[1]
+
+
 def read_summaries(dirs: list[Path]) -> list[dict]:
     """Summaries of earlier runs in order; the real-clip row is kept once (the first)."""
     from musicrl.train_state import read_jsonl
@@ -261,8 +293,34 @@ def read_summaries(dirs: list[Path]) -> list[dict]:
     return out
 
 
+def steer_weights(args: argparse.Namespace) -> list[dict[str, float]]:
+    """The --weights specs, parsed (checked before anything loads)."""
+    from musicrl.rewards import parse_weights
+
+    return [parse_weights(spec, "--weights") for spec in args.weights or []]
+
+
+def steered_points(path: str, label: str, gen, steering: list[dict[str, float]]) -> list[tuple[str, object]]:
+    """(label, generator) of each weight setting of a steerable model; [(label, gen)] for any other model."""
+    from models.steerable import is_steerable, load_steerable, steered
+
+    if not steering or not is_steerable(path):
+        return [(label, gen)]
+    gen, steer = load_steerable(path)
+    points = []
+    for w in steering:
+        w = steer.normalise(w)
+        point = steered(gen, steer, w)
+        point.meta["steered"] = label
+        points.append((f"{label} w{':'.join(f'{v:.3g}' for v in w.values())}", point))
+    return points
+
+
 def lineage_extra(gen) -> dict:
-    """What to plot a checkpoint by: λ of a merge, β of a cfg-distill run (from its lineage)."""
+    """What to plot a checkpoint by: λ of a merge, β of a cfg-distill run, w and the model of a steered
+    one (from its lineage)."""
+    if isinstance(gen.meta, dict) and "steer" in gen.meta:
+        return {"weights": gen.meta["steer"], "steered": gen.meta.get("steered", "")}
     lineage = gen.meta.get("lineage", {}) if isinstance(gen.meta, dict) else {}
     if lineage.get("recipe") == "merge":
         return {"lam": lineage["merge"]["lam"]}
@@ -284,6 +342,8 @@ def write_combined(args: argparse.Namespace, summaries: list[dict]) -> int:
             ratios=parse_pairs(args.ratio),
             gaps=parse_pairs(args.gap, "--gap", "merged/CFG"),
             zoom=args.zoom,
+            hypervolume=parse_metric_pair(args.hypervolume),
+            hv_reference=args.hv_reference,
         )
     except ValueError as err:
         raise InputError(str(err)) from None
@@ -352,6 +412,7 @@ def run(args: argparse.Namespace) -> int:
 
     # bad syntax fails before any generation
     parse_curves(args.curve), parse_pairs(args.ratio), parse_pairs(args.gap, "--gap", "merged/CFG")
+    parse_metric_pair(args.hypervolume)
     if args.from_dirs:
         return write_combined(args, read_summaries(args.from_dirs))
     if args.samples_per_prompt < 1:
@@ -361,12 +422,17 @@ def run(args: argparse.Namespace) -> int:
     weights = best_of_weights(args)
     prompts, records, root = load_prompts(args.prompts)
     specs, rewards = [], {}
+    steering = steer_weights(args)
     for item in args.models:
         label, sep, path = item.partition("=")
-        gen = load_generator(path if sep else item)
+        path = path if sep else item
+        gen = load_generator(path)
         label = label if sep else (gen.name if gen.name in ("default", "debug") else Path(item).name)
         gen.num_frames(args.duration)
-        specs += settings(args, label, gen, weights, rewards)
+        for point_label, point_gen in steered_points(path, label, gen, steering):
+            specs += settings(args, point_label, point_gen, weights, rewards)
+    if steering and not any("weights" in spec.extra for spec in specs):
+        raise InputError("--weights steers a steerable model (musicrl train clp, musicrl soup); none is given")
     sample_rate = specs[0].generator.sample_rate
     scorers = build_scorers(load_scorer_models(args, sample_rate), args.samples_per_prompt, prompts)
     if args.reward_model is not None:

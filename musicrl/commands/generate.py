@@ -81,6 +81,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="quality model for the quality reward (default: the shipped one)",
     )
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="SPEC",
+        help="steer a steerable model (musicrl train clp, musicrl soup) to these objective weights, e.g. "
+        "adherence=0.7,quality=0.3 (normalised to sum 1; default: the model's uniform weights)",
+    )
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.set_defaults(func=run)
 
@@ -125,11 +132,27 @@ def _reward_weights(args: argparse.Namespace) -> dict[str, float] | None:
     return weights
 
 
+def _load(args: argparse.Namespace):
+    """The generator of --model, steered to --weights for a steerable model (refused for any other)."""
+    from models.registry import load_generator
+    from models.steerable import is_steerable, load_steerable, steered
+    from musicrl.rewards import parse_weights
+
+    if args.weights is None:
+        return load_generator(args.model)
+    weights = parse_weights(args.weights, "--weights")
+    if not is_steerable(args.model):
+        raise InputError(
+            f"--weights steers a steerable model (musicrl train clp, musicrl soup); {args.model} is not one"
+        )
+    gen, steer = load_steerable(args.model)
+    return steered(gen, steer, weights)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from models.audio_io import atomic_write, wav_bytes
-    from models.registry import load_generator
     from musicrl.best_of_n import best_of_n, describe
     from musicrl.rewards import build_reward
 
@@ -139,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     weights = _reward_weights(args)
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} exists and is not a directory")
-    gen = load_generator(args.model)
+    gen = _load(args)
     # Every check of the request (prompt, duration within the model's maximum, parameters, reward), once,
     # before anything is generated or written.
     plan = gen.plan([args.prompt], args.duration, params, seeds=args.seed, samples_per_prompt=args.num_samples)
@@ -185,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
             "num_samples": args.num_samples,
             "index": i,
         }
+        if "steer" in gen.meta:
+            meta["weights"] = gen.meta["steer"]
         if best is not None:  # "seed" is the row's; the kept clip is plain generation with "chosen_seed"
             meta.update(
                 best_of=args.best_of,
