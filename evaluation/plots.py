@@ -63,26 +63,30 @@ def moving_average(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_training_logs(runs: dict[str, list[dict]], keys: list[str], path: str | Path, smooth: int = 1) -> Path:
-    """One panel per key: each run's logged value against its step (raw, faint; smoothed, solid).
+def plot_training_logs(
+    runs: dict[str, list[dict]], keys: list[str], path: str | Path, smooth: int = 1, x: str = "step"
+) -> Path:
+    """One panel per key: each run's logged value against its step (raw, faint; smoothed, solid), or against
+    another logged field ``x`` (e.g. reward against KL: the points joined in step order, marked).
 
-    runs: label -> JSONL records with a "step" and the keys (records lacking a key are skipped)."""
+    runs: label -> JSONL records with ``x`` and the keys (records lacking either are skipped)."""
     fig = _figure(4.2 * len(keys), 3.4)
     for col, key in enumerate(keys):
         ax = fig.add_subplot(1, len(keys), col + 1)
         for i, (label, records) in enumerate(runs.items()):
-            pts = [(r["step"], r[key]) for r in records if key in r and "step" in r]
+            pts = [(r[x], r[key]) for r in records if key in r and x in r]
             if not pts:
                 continue
             steps, vals = zip(*pts, strict=True)
             color = f"C{i % 10}"  # a run keeps its colour in every panel
-            line = ax.plot(steps, vals, color=color, alpha=0.25 if smooth > 1 else 1.0, lw=0.8)[0]
+            marker = None if x == "step" else "o"
+            line = ax.plot(steps, vals, color=color, alpha=0.25 if smooth > 1 else 1.0, lw=0.8, marker=marker)[0]
             if smooth > 1:
                 ax.plot(steps, moving_average(list(vals), smooth), color=color, label=label)
             else:
                 line.set_label(label)
         ax.set_title(key + (f" (moving mean of {smooth})" if smooth > 1 else ""), fontsize=9)
-        ax.set_xlabel("step")
+        ax.set_xlabel(x)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

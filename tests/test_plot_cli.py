@@ -64,3 +64,23 @@ def test_run_labels_may_contain_equals(tmp_path):
     a = _run(tmp_path, "a", [{"step": 1, "distill": 1.0}])
     assert read_log(f"β=0={a}") == ("β=0", [{"step": 1, "distill": 1.0}])
     assert read_log(str(a))[0] == "a" and read_log(str(a / "log.jsonl"))[0] == "log"
+
+
+def test_plot_reward_against_kl(tmp_path, monkeypatch):
+    from evaluation import plots
+
+    val = tmp_path / "validation.jsonl"
+    val.write_text("".join(json.dumps({"step": s, "val_kl": 0.1 * s, "val_reward": 0.5 + 0.01 * s}) + "\n"
+                           for s in range(4)))
+    drawn = {}
+
+    def spy(runs, keys, path, smooth=1, x="step"):
+        drawn.update(runs=runs, keys=keys, x=x)
+        return real(runs, keys, path, smooth, x)
+
+    real = plots.plot_training_logs
+    monkeypatch.setattr(plots, "plot_training_logs", spy)
+    out = tmp_path / "rk.png"
+    assert main(["plot", f"loo={val}", "--x", "val_kl", "--keys", "val_reward", "--out", str(out)]) == 0
+    assert drawn["x"] == "val_kl" and out.read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", f"loo={val}", "--x", "kl", "--keys", "val_reward", "--out", str(out)]) == 2
