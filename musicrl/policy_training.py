@@ -5,6 +5,7 @@
     validator = Validator(reward, validation_records(cfg), load_judges(cfg, sr), cfg.duration, cfg.temperature)
     scores = validator(gen, reference)                        # {"val_reward", "val_kl", "val_<reward>", "val_judges"}
     keep_best(cfg, gen, best, scores, lineage)                # out/best: highest val_reward within the KL budget
+    train("rl", state, step, next_batch, validate, save)      # every policy recipe's loop
 
 A recipe config that uses these has the fields: prompts, corpus, eval_prompts, judges, kl_budget, out, the four
 reward weights (adherence, quality, diversity, preference), samples_per_prompt, embedder, quality_model,
@@ -13,6 +14,7 @@ reward_model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,6 +29,7 @@ from musicrl import rewards
 from musicrl.corpus_data import split_records, stated_attributes
 from musicrl.losses import kl_to_reference
 from musicrl.rollouts import sample_rollout, score_rollout
+from musicrl.train_state import Loop
 
 
 def training_prompts(cfg) -> list[str]:
@@ -119,3 +122,28 @@ def keep_best(cfg, gen: MusicGenerator, best: dict, scores: dict[str, float], li
         best = {"step": lineage["step"], "reward": scores["val_reward"], "kl": scores["val_kl"]}
         save_checkpoint(gen, Path(cfg.out) / "best", lineage={**lineage, "validation": scores})
     return best
+
+
+def train(recipe: str, state, step: Callable, next_batch: Callable, validate: Callable, save: Callable) -> None:
+    """The policy recipes' loop (``musicrl.train_state.Loop`` does the logging, time limit and train state):
+    validate the init at step 0, ``step(state, next_batch(state))`` until ``cfg.steps``, validate every
+    ``cfg.eval_every`` steps and at the last (before the train state is saved, so a resumed run has its best
+    checkpoint), then rank 0 ``save(state)``s the final model. ``state`` has cfg, dist, log, modules, opt, step
+    and, where the recipe keeps a best checkpoint, best."""
+    cfg = state.cfg
+
+    def before_save(stop: bool) -> dict:
+        if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
+            validate(state)
+        return {"best": state.best} if hasattr(state, "best") else {}
+
+    with Loop(recipe, cfg, state.log, state.dist, state.modules, {"opt": state.opt}, state.step) as loop:
+        if state.step == 0:
+            validate(state)  # the init's scores: where the run starts from
+        while state.step < cfg.steps:
+            metrics = step(state, next_batch(state))
+            state.step += 1
+            if loop.after_step(state.step, metrics, before_save=before_save):
+                break
+        if state.dist.is_main:
+            save(state)

@@ -30,3 +30,14 @@ def debug_gen():
     from models.debug import debug_generator
 
     return debug_generator(seed=0)
+
+
+@pytest.fixture(scope="session")
+def embedder_dir(tmp_path_factory):
+    """An untrained tiny text-audio embedder at the debug model's 8 kHz (adherence and diversity rewards)."""
+    from models.debug import tiny_embedder_config
+    from models.embedder import TextAudioEmbedder
+
+    path = tmp_path_factory.mktemp("emb")
+    TextAudioEmbedder(tiny_embedder_config(sample_rate=8000)).save(path)
+    return path

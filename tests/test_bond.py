@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.debug import debug_generator, tiny_embedder_config
-from models.embedder import TextAudioEmbedder
+from models.debug import debug_generator
 from models.errors import InputError
 from models.module_io import read_header
 from musicrl.advantages import leave_one_out_advantages
@@ -75,13 +74,6 @@ def test_anchor_ema_update_by_hand():
     policy.weight.data.fill_(2.0)
     ema_update(anchor, policy, 0.02)  # θ_a <- 0.98 · 1 + 0.02 · 2
     assert anchor.weight.item() == pytest.approx(1.02)
-
-
-@pytest.fixture(scope="module")
-def embedder_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("emb")
-    TextAudioEmbedder(tiny_embedder_config(sample_rate=8000)).save(path)
-    return path
 
 
 @pytest.fixture()

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.debug import debug_generator, tiny_embedder_config
-from models.embedder import TextAudioEmbedder
+from models.debug import debug_generator
 from models.errors import InputError
 from models.merge import lerp
 from models.steerable import SteerableLM, conditioned_names, is_steerable, load_steerable, steered
@@ -133,13 +132,6 @@ def test_drawn_weights_lie_on_the_simplex_and_depend_on_seed_and_step_only():
     draws = torch.tensor([list(clp.draw_weights(names, 0, s).values()) for s in range(3000)])
     assert draws.mean(0).tolist() == pytest.approx([1 / 3] * 3, abs=0.03)  # Dirichlet(1, 1, 1): mean 1/3 each
     assert clp.validation_weights(["a", "b"]) == [{"a": 1.0, "b": 0.0}, {"a": 0.0, "b": 1.0}, {"a": 0.5, "b": 0.5}]
-
-
-@pytest.fixture(scope="module")
-def embedder_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("emb")
-    TextAudioEmbedder(tiny_embedder_config(sample_rate=8000)).save(path)
-    return path
 
 
 @pytest.fixture()

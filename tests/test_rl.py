@@ -8,20 +8,12 @@ import math
 import pytest
 import torch
 
-from models.debug import debug_generator, tiny_embedder_config
-from models.embedder import TextAudioEmbedder
+from models.debug import debug_generator
 from models.errors import InputError
 from models.module_io import read_header
 from musicrl.config import load_config
 from musicrl.recipes import rl
 from musicrl.value_model import ValueModel, ema_update
-
-
-@pytest.fixture(scope="module")
-def embedder_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("emb")
-    TextAudioEmbedder(tiny_embedder_config(sample_rate=8000)).save(path)
-    return path
 
 
 @pytest.fixture()

@@ -53,9 +53,17 @@ from musicrl import distributed, rewards
 from musicrl.advantages import leave_one_out_advantages
 from musicrl.config import to_dict
 from musicrl.losses import better_anchor, jbond_loss, jbond_returns, jbond_reward, kl_to_reference
-from musicrl.policy_training import Validator, keep_best, load_judges, reward_from, training_prompts, validation_records
+from musicrl.policy_training import (
+    Validator,
+    keep_best,
+    load_judges,
+    reward_from,
+    train,
+    training_prompts,
+    validation_records,
+)
 from musicrl.rollouts import Rollout, draw_batch, sample_rollout
-from musicrl.train_state import JsonlLog, Loop, optimizer_step, resume_or_start, start_run
+from musicrl.train_state import JsonlLog, optimizer_step, resume_or_start, start_run
 from musicrl.value_model import ema_update
 
 GROUP = 3  # rows per prompt: the policy sample y, then the anchor samples y'_1, y'_2
@@ -258,26 +266,20 @@ def validate(state: State) -> None:
     state.val_log.write({"step": state.step, **scores, "best_step": state.best.get("step", -1)})
 
 
+def save(state: State) -> None:
+    """Rank 0, at the end: ``out/model`` (the last policy) and ``metrics.json``."""
+    cfg = state.cfg
+    save_checkpoint(state.gen, cfg.out / "model", lineage=_lineage_of(state))
+    (cfg.out / "metrics.json").write_text(json.dumps(summary_of(state), indent=2))
+
+
+def summary_of(state: State) -> dict:
+    cfg = state.cfg
+    return {"step": state.step, "model": str(cfg.out / "model"), "best": str(cfg.out / "best"),
+            "best_validation": state.best}
+
+
 def main(cfg: Config) -> dict:
     state = setup(cfg)
-    cfg = state.cfg
-
-    def before_save(stop: bool) -> dict:
-        if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
-            validate(state)
-        return {"best": state.best}
-
-    with Loop("bond", cfg, state.log, state.dist, state.modules, {"opt": state.opt}, state.step) as loop:
-        if state.step == 0:
-            validate(state)
-        while state.step < cfg.steps:
-            metrics = step(state, next_batch(state))
-            state.step += 1
-            if loop.after_step(state.step, metrics, before_save=before_save):
-                break
-        summary = {"step": state.step, "model": str(cfg.out / "model"), "best": str(cfg.out / "best"),
-                   "best_validation": state.best}
-        if state.dist.is_main:
-            save_checkpoint(state.gen, cfg.out / "model", lineage=_lineage_of(state))
-            (cfg.out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    train("bond", state, step, next_batch, validate, save)
+    return summary_of(state)

@@ -44,9 +44,9 @@ from musicrl import distributed, rewards
 from musicrl.advantages import leave_one_out_advantages
 from musicrl.config import to_dict
 from musicrl.losses import kl_regularised_reinforce_loss, kl_to_reference
-from musicrl.policy_training import Validator, load_judges, training_prompts, validation_records
+from musicrl.policy_training import Validator, load_judges, train, training_prompts, validation_records
 from musicrl.rollouts import draw_batch, sample_rollout, score_rollout
-from musicrl.train_state import JsonlLog, Loop, optimizer_step, resume_or_start, start_run
+from musicrl.train_state import JsonlLog, optimizer_step, resume_or_start, start_run
 
 
 @dataclass
@@ -219,34 +219,24 @@ def validate(state: State) -> None:
         state.val_log.write({"step": state.step, "weights": w, **scores})
 
 
-def save(state: State, path: Path) -> None:
-    """A checkpoint at uniform w (a plain model for any tool) with the steerable parts beside it."""
+def save(state: State) -> None:
+    """Rank 0, at the end: ``out/model`` at uniform w (a plain model for any tool) with the steerable parts
+    beside it, and ``metrics.json``."""
+    path = state.cfg.out / "model"
     state.steer.set_weights({obj: 1.0 for obj in state.steer.objectives})
     lineage = _lineage_of(state)
     save_checkpoint(state.gen, path, lineage=lineage)
     state.steer.save(path, lineage)
+    (state.cfg.out / "metrics.json").write_text(json.dumps(summary_of(state), indent=2))
+
+
+def summary_of(state: State) -> dict:
+    cfg = state.cfg
+    return {"step": state.step, "model": str(cfg.out / "model"), "objectives": cfg.objective_names,
+            "scope": cfg.scope}
 
 
 def main(cfg: Config) -> dict:
     state = setup(cfg)
-    cfg = state.cfg
-
-    def before_save(stop: bool) -> dict:
-        if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
-            validate(state)
-        return {}
-
-    with Loop("clp", cfg, state.log, state.dist, state.modules, {"opt": state.opt}, state.step) as loop:
-        if state.step == 0:
-            validate(state)
-        while state.step < cfg.steps:
-            metrics = step(state, next_batch(state))
-            state.step += 1
-            if loop.after_step(state.step, metrics, before_save=before_save):
-                break
-        summary = {"step": state.step, "model": str(cfg.out / "model"), "objectives": cfg.objective_names,
-                   "scope": cfg.scope}
-        if state.dist.is_main:
-            save(state, cfg.out / "model")
-            (cfg.out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    train("clp", state, step, next_batch, validate, save)
+    return summary_of(state)
