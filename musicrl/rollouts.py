@@ -26,9 +26,9 @@ from torch import Tensor
 
 from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.generator import MusicGenerator
-from models.lm import TextStates
+from models.lm import AudioLM, TextStates
 from models.sampling import SamplingParams, apply_cfg
-from musicrl.losses import token_logprobs
+from musicrl.losses import kl_to_reference, token_logprobs
 
 # policy / reference / teacher: anything called like AudioLM.forward (the module, or its DDP wrapper)
 LogitsFn = Callable[[Tensor, TextStates], Tensor]  # (inputs [N, K, S], text) -> logits [N, K, S, V]
@@ -100,19 +100,24 @@ def sample_rollout(
         out = gen.generate_codes(prompts, duration, params, seeds, samples_per_prompt=samples_per_prompt)
     finally:
         lm.train(was_training)
-    special, k = lm.cfg.special_token, lm.cfg.num_codebooks
-    delayed = build_delayed(out.codes, special)
-    mask = delay_valid_mask(k, delayed.shape[-1], device=delayed.device)[None].expand(out.codes.shape[0], -1, -1)
+    delayed, inputs, mask = teacher_forcing(out.codes, lm.cfg.special_token)
     return Rollout(
         prompts=out.prompts,
         seeds=out.seeds,
         samples_per_prompt=samples_per_prompt,
         codes=out.codes,
         delayed=delayed,
-        inputs=lm_inputs(delayed, special),
+        inputs=inputs,
         mask=mask,
         text=out.text,
     )
+
+
+def teacher_forcing(codes: Tensor, special: int) -> tuple[Tensor, Tensor, Tensor]:
+    """codes [N, K, T] -> (delayed targets [N, K, S], LM inputs [N, K, S], valid mask [N, K, S] bool)."""
+    delayed = build_delayed(codes, special)
+    mask = delay_valid_mask(codes.shape[1], delayed.shape[-1], device=codes.device)[None].expand(codes.shape[0], -1, -1)
+    return delayed, lm_inputs(delayed, special), mask
 
 
 def teacher_logits(teacher: LogitsFn, inputs: Tensor, text: TextStates, gamma: float) -> Tensor:
@@ -155,3 +160,19 @@ def draw_batch(
     idx = torch.randint(0, len(captions), (prompts_per_step,), generator=g)
     seeds = torch.randint(0, 2**31 - 1, (prompts_per_step * samples_per_prompt,), generator=g).tolist()
     return shard([captions[i] for i in idx], "prompts_per_step"), shard(seeds, "prompts_per_step")
+
+
+@torch.no_grad()
+def sequence_kl(policy: AudioLM, reference: AudioLM, text: TextStates, codes: Tensor, batch: int = 16) -> Tensor:
+    """Exact KL(π‖π_ref) of each code sequence, summed over its valid steps and the codebook
+    (``losses.kl_to_reference``), teacher-forced on the delay pattern: the same quantity as the recipes'
+    ``kl``/``val_kl``, for any given sequences (e.g. ``musicrl eval --kl-reference``).
+
+    codes [N, K, T]; text: the N rows' conditioning. Returns [N] float32 on the CPU."""
+    out = []
+    for i in range(0, codes.shape[0], batch):
+        rows = torch.arange(i, min(i + batch, codes.shape[0]), device=codes.device)
+        _, inputs, mask = teacher_forcing(codes[rows], policy.cfg.special_token)
+        part = TextStates(text.states[rows], text.mask[rows])
+        out.append(kl_to_reference(policy(inputs, part), reference(inputs, part), mask).float().cpu())
+    return torch.cat(out)

@@ -57,3 +57,18 @@ def test_teacher_is_cfg_of_two_passes_and_gamma_one_is_the_reference(rollout):
     with pytest.raises(ValueError, match="policy"):
         _ = s.policy_logprobs
     assert (s.reference_logprobs[~r.mask] == 0).all() and (s.teacher_logprobs[r.mask] < 0).all()
+
+
+def test_sequence_kl_is_the_recipes_kl_of_a_scored_rollout(rollout):
+    from models.debug import seeded_lm
+    from musicrl.losses import kl_to_reference
+    from musicrl.rollouts import sequence_kl
+
+    gen, rollout = rollout
+    other = seeded_lm(gen.lm.cfg, 5).eval()
+    scored = score_rollout(rollout, policy=gen.lm.eval(), reference=other)
+    expected = kl_to_reference(scored.policy_logits, scored.reference_logits, scored.mask)
+    got = sequence_kl(gen.lm, other, rollout.text, rollout.codes, batch=3)  # batching changes nothing
+    assert got.shape == (rollout.codes.shape[0],) and torch.allclose(got, expected, atol=1e-4)
+    assert torch.all(got > 0) and torch.allclose(sequence_kl(gen.lm, gen.lm, rollout.text, rollout.codes),
+                                                  torch.zeros_like(got), atol=1e-5)

@@ -118,3 +118,15 @@ def test_eval_weights_without_a_steerable_model_is_refused(tmp_path, capsys):
             "--out", str(tmp_path / "o")]
     assert main(argv) == 2
     assert "steerable" in capsys.readouterr().err
+
+
+def test_eval_kl_reference_is_zero_for_the_reference_itself(members, tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("calm piano\nfast rock\n")
+    out = tmp_path / "eval"
+    argv = ["eval", "--models", f"a={members[0]}", f"b={members[1]}", "--cfg", "1", "--prompts", str(prompts),
+            "--samples-per-prompt", "1", "--duration", "0.2", "--reference", "none", "--kl-reference",
+            str(members[0]), "--out", str(out)]
+    assert main(argv) == 0
+    a, b = [json.loads(line) for line in (out / "summary.jsonl").read_text().splitlines()]
+    assert a["kl"] == pytest.approx(0.0, abs=1e-4) and b["kl"] > 0.01 and b["kl_ci"][0] > 0

@@ -91,6 +91,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="corpus:data/corpus:test:200",
         help="real clips for FAD and the real-clip row: corpus:DIR:SPLIT:N, or 'none'",
     )
+    p.add_argument(
+        "--kl-reference",
+        default=None,
+        metavar="MODEL",
+        help="also report 'kl': each clip's exact KL(model || MODEL) summed over its steps and the codebook, "
+        "as the RL recipes log it (e.g. the init of an RL run; same architecture, conditioner and codec; not "
+        "for best-of-N settings, whose KL is at most log N - (N - 1)/N)",
+    )
     p.add_argument("--save-audio", action="store_true", help="also write every clip as WAV under OUT/audio")
     p.add_argument(
         "--from",
@@ -266,6 +274,36 @@ def parse_pairs(items: list[str], flag: str = "--ratio", example: str = "distill
     return pairs
 
 
+def load_kl_reference(model: str | None, specs: list):
+    """The reference generator of --kl-reference, checked against every plain setting's model."""
+    if model is None:
+        return None
+    from models.registry import load_generator
+
+    reference = load_generator(model)
+    for spec in specs:
+        gen = spec.generator
+        if gen.lm.cfg != reference.lm.cfg or gen.conditioner.describe() != reference.conditioner.describe():
+            raise InputError(f"--kl-reference {model}: {spec.label} has another LM architecture or text conditioner")
+    return reference
+
+
+def with_kl(scorers, spec, reference):
+    """The scorers plus the 'kl' metric of this setting's LM against the reference (none for best-of-N)."""
+    import dataclasses
+
+    from musicrl.rollouts import sequence_kl
+
+    if reference is None or spec.candidates > 1:
+        return scorers
+    gen = spec.generator
+
+    def kl(prompts, audio, codes):
+        return sequence_kl(gen.lm, reference.lm, gen.encode_text(list(prompts)), codes)
+
+    return dataclasses.replace(scorers, per_clip_codes={**scorers.per_clip_codes, "kl": kl})
+
+
 def parse_metric_pair(spec: str | None) -> tuple[str, str] | None:
     if spec is None:
         return None
@@ -433,6 +471,7 @@ def run(args: argparse.Namespace) -> int:
             specs += settings(args, point_label, point_gen, weights, rewards)
     if steering and not any("weights" in spec.extra for spec in specs):
         raise InputError("--weights steers a steerable model (musicrl train clp, musicrl soup); none is given")
+    kl_reference = load_kl_reference(args.kl_reference, specs)
     sample_rate = specs[0].generator.sample_rate
     scorers = build_scorers(load_scorer_models(args, sample_rate), args.samples_per_prompt, prompts)
     if args.reward_model is not None:
@@ -466,7 +505,13 @@ def run(args: argparse.Namespace) -> int:
                     atomic_write(args.out / "audio" / name, wav_bytes(audio[None], sample_rate))
 
             _, summary = evaluate_model(
-                spec, prompts, args.samples_per_prompt, args.duration, scorers, args.seed, on_clip=on_clip
+                spec,
+                prompts,
+                args.samples_per_prompt,
+                args.duration,
+                with_kl(scorers, spec, kl_reference),
+                args.seed,
+                on_clip=on_clip,
             )
             summaries.append(summary)
             print(json.dumps(summary), file=sys.stderr)
