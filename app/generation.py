@@ -8,6 +8,13 @@ seed (so a clip does not depend on its batch mates). This is ours rather than gr
 ``batch=True`` so that one user's bad input or failed model fails that user's request only, each
 request keeps its own progress bar, and requests from different events batch together.
 
+A steerable model's requests carry its snapped objective weights (``app.registry.snap_weights``), and
+requests at different weights never share a batch. A best-of-N request (``app/best_of.py``) samples
+N candidates per clip through ``musicrl.best_of_n`` and keeps the best by the chosen reward; it counts
+as N requests against the rate limit and the queue bound, fills N of a batch's ``max_batch_rows`` per
+clip, and batches only with best-of requests of the same N and reward. Its clips record every
+candidate's reward, the kept candidate (whose seed alone reproduces the codes) and the cost.
+
 Every error a user can cause is an :class:`~models.errors.InputError` with a message meant for that
 user, raised by :meth:`GenerationService.validate` before anything is queued; :class:`ServiceError`
 is the server's side (busy, timed out, shut down).
@@ -29,8 +36,9 @@ from pathlib import Path
 
 import torch
 
+from app.best_of import BestOfScorers
 from app.limits import Caller, RateLimiter
-from app.registry import ModelRegistry, snap_lambda
+from app.registry import ModelRegistry, Weights, snap_lambda
 from app.store import ClipRecord, Store
 from app.validation import (
     CFG_RANGE,
@@ -46,8 +54,9 @@ from app.validation import (
 )
 from models.audio_io import wav_bytes
 from models.errors import InputError
-from models.generator import GenerationPlan
+from models.generator import GenerationPlan, MusicGenerator
 from models.sampling import SamplingParams
+from musicrl.best_of_n import best_of_n, candidate_seeds
 
 __all__ = ["GeneratedAudio", "GeneratedClip", "GenerationRequest", "GenerationService", "ServiceError"]
 
@@ -66,6 +75,9 @@ class GenerationRequest:
     duration: float
     plan: GenerationPlan
     lam: float | None = None  # merge entries only, on the 0.05 grid
+    weights: Weights | None = None  # steerable entries only: normalised objective weights
+    best_of: int = 1  # N candidates per clip (1 = plain generation)
+    reward: str | None = None  # the best-of reward (app.best_of.REWARDS), with best_of > 1
 
     @property
     def prompt(self) -> str:
@@ -81,18 +93,25 @@ class GenerationRequest:
 
     @property
     def key(self) -> tuple:
-        """Requests with equal keys run in one ``MusicGenerator.render`` call."""
-        return (self.model_id, self.lam, self.plan.frames, self.plan.params)
+        """Requests with equal keys run in one ``MusicGenerator.render`` (or ``best_of_n``) call."""
+        return (self.model_id, self.lam, self.weights, self.plan.frames, self.plan.params, self.best_of, self.reward)
+
+    @property
+    def cost(self) -> int:
+        """What the request counts as against the rate limit and the queue bound: N for best-of-N."""
+        return self.best_of
 
 
 @dataclass
 class GeneratedAudio:
-    """One row of a batch: audio [C, S] in [-1, 1]."""
+    """One row of a batch: audio [C, S] in [-1, 1]. ``best_of``: for a best-of-N clip, what picked it
+    (N, reward, every candidate's reward, the kept candidate and its seed, the cost); None otherwise."""
 
     audio: torch.Tensor
     sample_rate: int
     seed: int
     checkpoint_hash: str
+    best_of: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +132,8 @@ class _Job:
 
     @property
     def rows(self) -> int:
-        return len(self.request.seeds)
+        """Rows the job adds to a batch: every candidate of every clip."""
+        return len(self.request.seeds) * self.request.best_of
 
 
 @dataclass
@@ -128,7 +148,7 @@ class GenerationService:
     """Validates requests, batches them across users, stores every clip (content-addressed)."""
 
     def __init__(self, registry: ModelRegistry, store: Store, *, limiter: RateLimiter | None = None,
-                 max_batch_rows: int = 16, max_duration: float = 30.0,
+                 scorers: BestOfScorers | None = None, max_batch_rows: int = 16, max_duration: float = 30.0,
                  max_pending: int = 512, timeout_s: float = 600.0, batch_wait_s: float = 0.1,
                  autostart: bool = True) -> None:
         if max_batch_rows < 1:
@@ -136,6 +156,7 @@ class GenerationService:
         self.registry = registry
         self.store = store
         self.limiter = limiter or RateLimiter()
+        self.scorers = scorers or BestOfScorers()
         self.max_batch_rows = max_batch_rows
         self.max_duration = max_duration
         self.max_pending = max_pending
@@ -163,14 +184,20 @@ class GenerationService:
 
     def validate(self, model_id: object, prompt: object, duration: object, cfg: object = DEFAULT_CFG,
                  temperature: object = DEFAULT_TEMPERATURE, top_k: object = DEFAULT_TOP_K, seed: object = -1,
-                 variations: object = 1, lam: object = None) -> GenerationRequest:
+                 variations: object = 1, lam: object = None, best_of: object = 1, reward: object = None,
+                 weights: object = None) -> GenerationRequest:
         """Check every input once (InputError with a message for the user) and build the request.
 
         Here: the UI's ranges (``app.validation``); the model's own rules (prompt, duration within its
         maximum, sampling parameters) are checked by its ``plan``, once. The guidance scale is the
         registry's ``effective_cfg`` (1 for CFG-free models); ``lam`` only matters for merge entries
-        (default: the entry's ``init``); seed -1 draws a random seed.
+        (default: the entry's ``init``); ``weights`` ({objective: weight}) only for steerable entries
+        (default uniform; refused for others); seed -1 draws a random seed. ``best_of``: N candidates per
+        clip, kept by ``reward`` (one of ``scorers.choices``, default the first; ignored for N = 1).
         """
+        best_of = self.scorers.check_n(best_of)
+        reward = (self.scorers.check_choice(self.scorers.choices[0] if reward in (None, "") else reward)
+                  if best_of > 1 else None)
         entry = self.registry.get(model_id)
         lam_value = None
         if entry.merge is not None:
@@ -187,14 +214,23 @@ class GenerationService:
         params = SamplingParams(cfg=self.registry.effective_cfg(entry.id, cfg), temperature=temperature, top_k=top_k)
         base = secrets.randbelow(SEED_RANGE[1]) if seed < 0 else seed
         seeds = tuple((base + i) % (SEED_RANGE[1] + 1) for i in range(variations))
-        return self.request(entry.id, collapse_whitespace(prompt), duration, params, seeds, lam_value)
+        return self.request(entry.id, collapse_whitespace(prompt), duration, params, seeds, lam_value, weights,
+                            best_of, reward)
 
     def request(self, model_id: str, prompt: str, duration: float, params: SamplingParams, seeds: Sequence[int],
-                lam: float | None = None) -> GenerationRequest:
-        """A request for ``model_id``'s plan (its checks: the prompt, duration and parameters)."""
-        gen = self.registry.load(model_id, lam)
+                lam: float | None = None, weights: object = None, best_of: int = 1,
+                reward: str | None = None) -> GenerationRequest:
+        """A request for ``model_id``'s plan (its checks: the prompt, duration and parameters). A steerable
+        entry's weights are snapped here (None = uniform: what the arena serves); a best-of request's
+        scorers are loaded here, so a scorer of another sample rate is refused before anything is queued."""
+        steer = self.registry.steer_weights(model_id, weights)
+        gen = self.registry.load(model_id, lam, steer)
         plan = gen.plan([prompt], duration, params, list(seeds), samples_per_prompt=len(seeds))
-        return GenerationRequest(model_id, duration, plan, lam)
+        if best_of > 1:
+            if params.greedy:
+                raise InputError("best-of-N needs sampling: with greedy decoding every candidate is the same clip")
+            self.scorers.reward(reward or "", gen.sample_rate)
+        return GenerationRequest(model_id, duration, plan, lam, steer, best_of, reward if best_of > 1 else None)
 
     def submit(self, request: GenerationRequest) -> _Job:
         """Queue a validated request; the job's future resolves to one GeneratedAudio per seed."""
@@ -202,7 +238,7 @@ class GenerationService:
         with self._cond:
             if self._closed:
                 raise ServiceError("the generation service is shut down")
-            if len(self._pending) >= self.max_pending:
+            if sum(j.request.cost for j in self._pending) + request.cost > self.max_pending:
                 raise ServiceError(
                     f"the server is busy ({len(self._pending)} requests waiting); please try again in a minute"
                 )
@@ -235,16 +271,21 @@ class GenerationService:
 
     def generate(self, model_id: object, prompt: object, duration: object, cfg: object = DEFAULT_CFG,
                  temperature: object = DEFAULT_TEMPERATURE, top_k: object = DEFAULT_TOP_K, seed: object = -1,
-                 variations: object = 1, lam: object = None, *, caller: Caller | None = None,
+                 variations: object = 1, lam: object = None, best_of: object = 1, reward: object = None,
+                 weights: object = None, *, caller: Caller | None = None,
                  progress: Callable[[float, str], None] | None = None) -> list[GeneratedClip]:
         """Validate, generate (batched with other users' requests), store and draw the clips.
 
-        ``caller``: who asks (a web request always says); its rate limit is applied first.
+        ``caller``: who asks (a web request always says); its rate limit is applied first, and a valid
+        best-of-N request counts N - 1 more (a refused one costs what any refused request costs: one).
         """
         if caller is not None:
             self.limiter.hit("generate", caller)
         self.registry.refresh()  # a model registered while the app runs can be asked for at once
-        request = self.validate(model_id, prompt, duration, cfg, temperature, top_k, seed, variations, lam)
+        request = self.validate(model_id, prompt, duration, cfg, temperature, top_k, seed, variations, lam, best_of,
+                                reward, weights)
+        if caller is not None and request.cost > 1:
+            self.limiter.hit("generate", caller, cost=request.cost - 1)
         audios = self.wait(self.submit(request), progress)
         if progress is not None:
             progress(1.0, "saving")
@@ -260,11 +301,14 @@ class GenerationService:
                   "requested_duration": request.duration, "source": source}
         if request.lam is not None:
             params["lam"] = request.lam
+        if request.weights is not None:
+            params["weights"] = dict(request.weights)
         clips = []
         for index, out in enumerate(audios):
             duration = out.audio.shape[-1] / out.sample_rate
+            extra = {"best_of": out.best_of} if out.best_of is not None else {}
             clips.append(self.store.add_clip(request.prompt, request.model_id, out.checkpoint_hash,
-                                             {**params, "variation": index}, out.seed,
+                                             {**params, **extra, "variation": index}, out.seed,
                                              wav_bytes(out.audio, out.sample_rate), out.sample_rate, duration))
         return clips
 
@@ -318,20 +362,41 @@ class GenerationService:
     ) -> list[list[GeneratedAudio]]:
         first = requests[0]
         if any(r.key != first.key for r in requests):
-            raise ValueError("a group must share model, weight, duration and parameters")
-        gen = self.registry.load(first.model_id, first.lam)
+            raise ValueError("a group must share model, weights, duration, parameters and best-of")
+        gen = self.registry.load(first.model_id, first.lam, first.weights)
         plan = GenerationPlan.concat([r.plan for r in requests])
         start = time.perf_counter()
-        out = gen.render(plan, on_step=on_step)
-        self.stats.rows.append(len(plan.seeds))
+        if first.best_of > 1:
+            rows = self._best_of(gen, first, plan, on_step)
+        else:
+            out = gen.render(plan, on_step=on_step)
+            rows = [GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seed, gen.checkpoint_hash)
+                    for i, seed in enumerate(plan.seeds)]
+        self.stats.rows.append(len(plan.seeds) * first.best_of)
         self.stats.seconds.append(time.perf_counter() - start)
-        rows = [GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seed, gen.checkpoint_hash)
-                for i, seed in enumerate(plan.seeds)]
         results, offset = [], 0
         for r in requests:
             results.append(rows[offset : offset + len(r.seeds)])
             offset += len(r.seeds)
         return results
+
+    def _best_of(self, gen: MusicGenerator, first: GenerationRequest, plan: GenerationPlan,
+                 on_step: Callable[[int, int], None] | None) -> list[GeneratedAudio]:
+        """Each row of ``plan`` as the best of N candidates (``musicrl.best_of_n``; at most max_batch_rows
+        candidates sampled at once); ``cost`` is the whole call's, shared by the requests batched in it."""
+        reward = self.scorers.reward(first.reward or "", gen.sample_rate)
+        n = first.best_of
+        out = best_of_n(gen, reward, plan.rows, first.duration, plan.params, list(plan.seeds), n,
+                        max_rows=self.max_batch_rows, on_step=on_step)
+        rows = []
+        for i, seed in enumerate(plan.seeds):
+            chosen = int(out.chosen[i])
+            scores = [_finite_or_none(v) for v in out.rewards[i].tolist()]
+            seeds = candidate_seeds(seed, n)  # the keys of musicrl generate --best-of's clip JSON
+            picked = {"n": n, "reward": first.reward, "reward_value": scores[chosen], "candidate_rewards": scores,
+                      "candidate_seeds": seeds, "chosen": chosen, "chosen_seed": seeds[chosen], "cost": dict(out.cost)}
+            rows.append(GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seed, gen.checkpoint_hash, picked))
+        return rows
 
     def _take(self) -> list[_Job] | None:
         """The oldest job plus waiting jobs with its key, up to max_batch_rows clips (None: shut down)."""
@@ -381,3 +446,8 @@ class GenerationService:
             job.future.set_exception(ServiceError("the server is shutting down"))
         if self._worker.is_alive():
             self._worker.join(timeout=30)
+
+
+def _finite_or_none(value: float) -> float | None:
+    """A reward as stored: JSON has no NaN or infinity (a candidate the reward could not score: None)."""
+    return float(value) if math.isfinite(value) else None

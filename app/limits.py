@@ -2,6 +2,8 @@
 
 A sliding-window log per (action, key): a request is admitted when fewer than ``count`` requests of
 that action came from the same session — and from the same address — in the last ``per_s`` seconds.
+A request may cost more than one: a best-of-N generation request counts as N (``hit(..., cost=N)``),
+and is admitted when the window has room for all N.
 The address is the TCP peer, or with ``trust_forwarded_for`` the first ``X-Forwarded-For`` entry
 (only behind a reverse proxy that sets it; otherwise clients could choose their own address).
 
@@ -81,14 +83,19 @@ class RateLimiter:
         scopes = [(("session", caller.session), by_session), (("address", caller.address), by_address)]
         return [((action, scope, key), rate) for (scope, key), rate in scopes if rate.count > 0]
 
-    def _refuse_if_full(self, action: str, caller: Caller, now: float) -> None:
+    def _refuse_if_full(self, action: str, caller: Caller, now: float, cost: int = 1) -> None:
         for key, rate in self._windows(action, caller):
             log = self._log.get(key)
             while log and log[0] <= now - rate.per_s:
                 log.popleft()
-            if log and len(log) >= rate.count:
-                wait = log[0] + rate.per_s - now
-                who = "this session" if key[1] == "session" else "your network address"
+            who = "this session" if key[1] == "session" else "your network address"
+            if cost > rate.count:
+                raise RateLimited(f"this request counts as {cost} {_WHAT[action]}, more than {who} may make "
+                                  f"({rate.count} per {rate.per_s:g} s); ask for less", rate.per_s)
+            used = len(log) if log else 0
+            if used + cost > rate.count:
+                assert log  # used > rate.count - cost >= 0
+                wait = log[used + cost - rate.count - 1] + rate.per_s - now  # when enough have left the window
                 raise RateLimited(f"too many {_WHAT[action]} from {who} ({rate.count} per {rate.per_s:g} s); "
                                   f"try again in {max(1, round(wait))} s", wait)
 
@@ -97,13 +104,15 @@ class RateLimiter:
         with self._lock:
             self._refuse_if_full(action, caller, self.clock())
 
-    def hit(self, action: str, caller: Caller) -> None:
-        """Admit and record one request, or raise :class:`RateLimited` (recording nothing)."""
+    def hit(self, action: str, caller: Caller, cost: int = 1) -> None:
+        """Admit and record one request counting as ``cost``, or raise :class:`RateLimited` (recording nothing)."""
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+            raise ValueError(f"cost must be a whole number >= 1, got {cost!r}")
         with self._lock:
             now = self.clock()
-            self._refuse_if_full(action, caller, now)
+            self._refuse_if_full(action, caller, now, cost)
             for key, _ in self._windows(action, caller):
-                self._log.setdefault(key, deque()).append(now)
+                self._log.setdefault(key, deque()).extend([now] * cost)
             if len(self._log) > MAX_KEYS:
                 self._forget(now)
 

@@ -69,8 +69,8 @@ def serve(
 ) -> RunningApp:
     """Serve the app; ``block=True`` runs until Ctrl-C (then closes the store cleanly).
 
-    ``options`` are :func:`app.services.build_services`'s (min_listen, admin_token, max_batch,
-    min_votes, arena_duration, limits, trust_forwarded_for, repeat_share). ``torch_threads`` sets torch's intra-op
+    ``options`` are :func:`app.services.build_services`'s (min_listen, admin_token, max_batch, min_votes,
+    arena_duration, limits, trust_forwarded_for, repeat_share, scorers). ``torch_threads`` sets torch's intra-op
     threads for the process (one generation worker uses them); on a machine shared with other jobs,
     1 avoids waiting for time slices at every op.
     """

@@ -18,6 +18,8 @@ import json
 
 import gradio as gr
 
+MAX_STEER_SLIDERS = 4  # objective sliders on the page (a CLP model with more: the API weighs the rest)
+
 
 def theme() -> gr.themes.Base:
     """The default look with system fonts: the page fetches nothing from other hosts."""
@@ -38,6 +40,11 @@ CSS = """
 #clip-slots[data-n="2"] .clip-slot-3, #clip-slots[data-n="2"] .clip-slot-4,
 #clip-slots[data-n="3"] .clip-slot-4 { display: none !important; }
 body:not([data-merge="true"]) #lam-slider { display: none !important; }
+body:not([data-steer]) .steer-slider, body[data-steer="0"] .steer-slider,
+body[data-steer="1"] #steer-2, body[data-steer="1"] #steer-3, body[data-steer="1"] #steer-4,
+body[data-steer="2"] #steer-3, body[data-steer="2"] #steer-4,
+body[data-steer="3"] #steer-4 { display: none !important; }
+body:not([data-best-of="true"]) #best-of-row { display: none !important; }
 body[data-cfg-free="true"] #cfg-slider { display: none !important; }
 #leaderboard-table table { table-layout: auto; width: 100%; }
 #leaderboard-table td, #leaderboard-table th, #leaderboard-table td *, #leaderboard-table th * {
@@ -51,17 +58,38 @@ body[data-cfg-free="true"] #cfg-slider { display: none !important; }
 """
 
 
-# On a model change: its notes and merge weight as values; the CFG and quality/diversity sliders shown or
-# hidden through attributes on <body> (CSS above); the duration slider's maximum set to the model's.
+# On a model change: its notes and merge weight as values; the CFG, quality/diversity, objective and
+# best-of controls shown or hidden through attributes on <body> (CSS above); the objective sliders named
+# after the model's objectives and set to equal weights; the duration slider's maximum set to the model's.
 # ``table`` (the hidden models JSON, refreshed by the ``models`` event on load): model id -> {name, notes,
-# cfg_free, merge, merge_init, max_duration}.
+# cfg_free, merge, merge_init, max_duration, steer (objective names), best_of (usable rewards)}.
 MODEL_JS = """
 (table, model, duration) => {
   const info = (table || {})[model] || {notes: "", cfg_free: false, merge: false, merge_init: 0.5, max_duration: 30};
+  const steer = info.steer || [];
   document.body.dataset.cfgFree = String(info.cfg_free);
   document.body.dataset.merge = String(info.merge);
+  document.body.dataset.steer = String(Math.min(steer.length, __SLIDERS__));
+  document.body.dataset.bestOf = String((info.best_of || []).length > 0);
+  steer.slice(0, __SLIDERS__).forEach((name, i) => {
+    const label = document.querySelector(`#steer-${i + 1} [data-testid="block-info"]`);
+    if (label) label.textContent = `Weight of ${name}`;
+  });
   document.querySelectorAll('#duration-slider input').forEach((el) => el.max = String(info.max_duration));
-  return [info.notes, info.merge_init, Math.min(Number(duration) || 0, info.max_duration)];
+  return [info.notes, info.merge_init, Math.min(Number(duration) || 0, info.max_duration),
+          ...Array(__SLIDERS__).fill(1)];
+}
+""".replace("__SLIDERS__", str(MAX_STEER_SLIDERS))
+
+# The objective weights the generate event sends: {objective: slider value} for a steerable model (objectives
+# past the page's sliders weigh 1), {} for any other model.
+STEER_JS = """
+(table, model, ...values) => {
+  const steer = (((table || {})[model]) || {}).steer || [];
+  if (!steer.length) return [{}];
+  const weights = {};
+  steer.forEach((name, i) => { weights[name] = i < values.length ? Number(values[i]) : 1; });
+  return [weights];
 }
 """
 
@@ -95,8 +123,17 @@ CLIP_INFO_JS = """
   const clips = (meta && meta.clips) || [];
   if (!clips.length) return [""];
   const seeds = clips.map((c) => c.seed).join(", ");
-  return [`${clips.length} clip(s) from **${meta.model}**, ${clips[0].duration} s each, seed(s) ${seeds}. `
-          + "Play them below; the download button saves the WAV."];
+  let text = `${clips.length} clip(s) from **${meta.model}**, ${clips[0].duration} s each, seed(s) ${seeds}. `;
+  if (meta.weights) text += 'Objective weights: '
+    + Object.entries(meta.weights).map(([k, v]) => `${k} ${Number(v).toFixed(2)}`).join(', ') + '. ';
+  if (meta.best_of) {
+    const f = (v) => v === null || v === undefined ? 'n/a' : Number(v).toFixed(3);
+    const kept = clips.map((c, i) => `clip ${i + 1}: candidate ${c.params.best_of.chosen + 1}, `
+      + `reward ${f(c.params.best_of.reward_value)}`).join('; ');
+    text += `Best of ${meta.best_of.n} by ${meta.best_of.reward} (${kept}); cost: ${meta.best_of.candidates} `
+      + `candidates in ${Number(meta.best_of.seconds).toFixed(1)} s. `;
+  }
+  return [text + "Play them below; the download button saves the WAV."];
 }
 """
 

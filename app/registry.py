@@ -14,11 +14,24 @@ A registry file (YAML or JSON) lists the models::
       - id: soup
         name: Quality <-> diversity
         merge: {a: base, b: distilled, init: 0.5}   # LM weights (1 - lam) * a + lam * b
+      - id: steerable
+        name: Steerable (CLP)
+        path: runs/clp/model
+        steerable: true               # one slider per objective of the checkpoint
 
 A merge entry interpolates the audio-LM weights of two models on the fly (``models.merge.lerp``,
 ALGORITHMS §2); ``a``/``b`` are ids of other entries or model paths. Only the LM is interpolated,
 so both must share the text conditioner and codec (models finetuned from one base do). The
 quality<->diversity slider picks lam; interpolated models are cached per lam rounded to 0.05.
+
+A steerable entry (``steerable: true``) serves a CLP checkpoint (``models.steerable``: a checkpoint
+directory plus ``steerable.json``/``steerable.safetensors``) at objective weights w chosen per request:
+one slider per objective named in the checkpoint. :func:`snap_weights` checks w (each in [0, 1], relative,
+not all 0, only the checkpoint's objectives), rounds each to the 0.05 grid and normalises it to sum 1;
+the LM materialised at w (``models.steerable.steered``, whose name and checkpoint hash say which w) is
+cached like a merge. No weights = uniform w, which is also what the arena serves. The flag is explicit:
+without it a CLP checkpoint is served as a plain model (its ``lm.safetensors`` holds θ at uniform w, but
+under the checkpoint's own hash), and with it a directory without ``steerable.json`` is refused.
 
 ``debug:SEED`` is the tiny random debug stack (``models.debug``) with its LM weights drawn from
 SEED: the conditioner and codec stay those of ``debug``, like finetunes of one base model.
@@ -29,7 +42,8 @@ re-reads the file when its mtime, size or inode changed and swaps the new entrie
 Loaded models stay cached by their source path, so an unchanged entry is not reloaded; cached weight
 merges are dropped. A file that fails to read or check keeps the old entries and logs one line.
 :func:`add_registry_entry` appends an entry atomically (temp file + rename), which is how ``musicrl
-loop`` registers a new model in a running app.
+loop`` registers a new model in a running app. The file's parsing and writing live in
+``app/registry_file.py`` (its names are re-exported here).
 
 Without ``--registry`` the app serves :func:`default_registry`: ``models/assets/registry.yaml``
 when the embedded default ships one; else the embedded default twice, sampled with guidance
@@ -40,29 +54,35 @@ in this checkout) the debug models, with a notice saying so.
 from __future__ import annotations
 
 import copy
-import fcntl
-import json
 import logging
-import os
-import re
-import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.registry_file import (
+    DEBUG_RE,
+    Entries,
+    MergeSpec,
+    RegistryEntry,
+    add_registry_entry,
+    file_stamp,
+    parse_registry,
+    read_registry,
+)
 from models.errors import InputError
 from models.generator import MusicGenerator
 from models.registry import DEFAULT_DIR, load_generator
+from models.steerable import SteerableLM, load_steerable, steered
 
-LAMBDA_STEP = 0.05  # merge weights are cached (and served) on this grid
+LAMBDA_STEP = 0.05  # merge and objective weights are cached (and served) on this grid
+Weights = tuple[tuple[str, float], ...]  # a steerable model's normalised objective weights, in its objective order
 DEFAULT_REGISTRY_FILE = DEFAULT_DIR.parent / "registry.yaml"
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_DEBUG_RE = re.compile(r"^debug:(\d{1,9})$")
 log = logging.getLogger(__name__)
+__all__ = ["MergeSpec", "ModelRegistry", "RegistryEntry", "add_registry_entry", "default_registry", "load_source",
+           "registry_from", "snap_lambda", "snap_weights"]
 
 DEBUG_NOTICE = (
     "The embedded default model is not installed in this checkout, so the app serves tiny random "
@@ -70,29 +90,6 @@ DEBUG_NOTICE = (
 )
 
 
-@dataclass(frozen=True)
-class MergeSpec:
-    """LM weights (1 - lam) * a + lam * b; ``a``/``b`` are entry ids or model paths; ``init`` = default lam."""
-
-    a: str
-    b: str
-    init: float = 0.5
-
-
-@dataclass(frozen=True)
-class RegistryEntry:
-    """One servable model. Exactly one of ``path`` and ``merge`` is set."""
-
-    id: str
-    name: str
-    path: str | None = None
-    cfg_free: bool = False
-    merge: MergeSpec | None = None
-    description: str = ""
-
-    @property
-    def is_merge(self) -> bool:
-        return self.merge is not None
 
 
 def snap_lambda(lam: float) -> float:
@@ -100,9 +97,38 @@ def snap_lambda(lam: float) -> float:
     return round(round(float(lam) / LAMBDA_STEP) * LAMBDA_STEP, 2)
 
 
+def snap_weights(objectives: Sequence[str], weights: object) -> Weights:
+    """Objective weights -> ((objective, w), ...) in ``objectives``' order: each given weight a number in
+    [0, 1] rounded to the 0.05 grid, then scaled to sum 1 (6 decimals). ``weights``: {objective: weight}
+    (objectives left out weigh 0) or one weight per objective in order; None, {} or [] = uniform.
+    InputError (one line) for an unknown objective, a weight outside [0, 1], or all weights 0."""
+    from app.validation import number
+
+    if weights is None or (isinstance(weights, Mapping | list | tuple | str) and not weights):
+        weights = [1.0] * len(objectives)
+    if isinstance(weights, Mapping):
+        unknown = [name for name in weights if name not in objectives]
+        if unknown:
+            shown = repr(unknown[0]) if isinstance(unknown[0], str) and len(unknown[0]) <= 40 else "given"
+            raise InputError(f"unknown objective {shown}; this model steers {', '.join(objectives)}")
+        values = [weights.get(name, 0.0) for name in objectives]
+    elif isinstance(weights, list | tuple):
+        if len(weights) != len(objectives):
+            raise InputError(f"give {len(objectives)} objective weights ({', '.join(objectives)}), got {len(weights)}")
+        values = list(weights)
+    else:
+        raise InputError(f"the objective weights must be {{objective: weight}} for {', '.join(objectives)}")
+    snapped = [snap_lambda(number(f"the weight of {name}", v, 0.0, 1.0)) for name, v in zip(objectives, values,
+                                                                                            strict=True)]
+    total = sum(snapped)
+    if total <= 0:
+        raise InputError("at least one objective weight must be 0.05 or more (weights are relative)")
+    return tuple((name, round(v / total, 6)) for name, v in zip(objectives, snapped, strict=True))
+
+
 def load_source(source: str) -> MusicGenerator:
     """A model from a registry ``path``: "default", "debug", "debug:SEED" or a checkpoint directory."""
-    match = _DEBUG_RE.match(source)
+    match = DEBUG_RE.match(source)
     if match:
         from models.debug import debug_generator, debug_lm_config, seeded_lm
 
@@ -116,37 +142,15 @@ def load_source(source: str) -> MusicGenerator:
     return load_generator(source)
 
 
-@dataclass(frozen=True)
-class _Entries:
-    """One consistent set of entries, swapped in as a whole on reload."""
-
-    entries: tuple[RegistryEntry, ...]
-    by_id: dict[str, RegistryEntry]
-    notice: str
-
-    @classmethod
-    def check(cls, entries: Sequence[RegistryEntry], notice: str) -> _Entries:
-        if not entries:
-            raise InputError("the model registry lists no models")
-        ids = [e.id for e in entries]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise InputError(f"the model registry lists {', '.join(duplicates)} more than once")
-        by_id = {e.id: e for e in entries}
-        for entry in entries:
-            if entry.merge is not None:
-                for side in (entry.merge.a, entry.merge.b):
-                    if by_id.get(side, None) is not None and by_id[side].is_merge:
-                        raise InputError(f"merge entry {entry.id!r}: {side!r} is itself a merge entry")
-        return cls(tuple(entries), by_id, notice)
 
 
 class ModelRegistry:
     """Registry entries plus a thread-safe cache of loaded (and merged) models.
 
-    ``loader`` turns a ``path`` into a :class:`MusicGenerator` (default :func:`load_source`); tests
-    pass counting loaders. Nothing is loaded before :meth:`load` asks for it. ``source``: the file the
-    entries were read from (set by :meth:`from_file`), which :meth:`refresh` re-reads when it changes,
+    ``loader`` turns a ``path`` into a :class:`MusicGenerator` (default :func:`load_source`), and
+    ``steer_loader`` a steerable entry's path into (generator, SteerableLM); tests pass counting loaders.
+    Nothing is loaded before :meth:`load` asks for it. ``source``: the file the entries were read from
+    (set by :meth:`from_file`), which :meth:`refresh` re-reads when it changes,
     looking at most once per ``reload_interval_s``.
     """
 
@@ -156,14 +160,18 @@ class ModelRegistry:
         *,
         notice: str = "",
         loader: Callable[[str], MusicGenerator] = load_source,
+        steer_loader: Callable[[str], tuple[MusicGenerator, SteerableLM]] = load_steerable,
         merge_cache_size: int = 6,
         reload_interval_s: float = 1.0,
     ) -> None:
-        self._state = _Entries.check(entries, notice)
+        self._state = Entries.check(entries, notice)
         self._loader = loader
         self._lock = threading.RLock()
+        self._steer_loader = steer_loader
         self._sources: dict[str, MusicGenerator] = {}
-        self._merged: OrderedDict[tuple[str, float], MusicGenerator] = OrderedDict()
+        self._steerables: dict[str, tuple[MusicGenerator, SteerableLM]] = {}
+        # merges by (id, lam) and steered models by (id, weights), least recently used first
+        self._merged: OrderedDict[tuple[str, float | Weights], MusicGenerator] = OrderedDict()
         self._merge_cache_size = merge_cache_size
         self.source: Path | None = None
         self.reload_interval_s = float(reload_interval_s)
@@ -212,27 +220,61 @@ class ModelRegistry:
                 self._sources[source] = self._loader(source)
             return self._sources[source]
 
-    def load(self, model_id: str, lam: float | None = None) -> MusicGenerator:
-        """The model for ``model_id``; for a merge entry, interpolated at ``lam`` (default ``init``).
+    def _load_steerable(self, source: str) -> tuple[MusicGenerator, SteerableLM]:
+        with self._lock:
+            if source not in self._steerables:
+                self._steerables[source] = self._steer_loader(source)
+            return self._steerables[source]
 
-        lam is snapped to the 0.05 grid; the last few interpolated models are cached.
+    def objectives(self, model_id: str) -> tuple[str, ...]:
+        """The objectives a steerable entry's sliders weigh (from its checkpoint); () for other entries."""
+        entry = self.get(model_id)
+        return tuple(self._load_steerable(entry.path or "")[1].objectives) if entry.steerable else ()
+
+    def steer_weights(self, model_id: str, weights: object = None) -> Weights | None:
+        """``weights`` checked and snapped for ``model_id`` (:func:`snap_weights`; None = uniform); None for an
+        entry that is not steerable, which refuses any weights given."""
+        entry = self.get(model_id)
+        if entry.steerable:
+            return snap_weights(self.objectives(model_id), weights)
+        if weights is None or (isinstance(weights, Mapping | list | tuple | str) and not weights):
+            return None
+        raise InputError(f"model {entry.id!r} is not steerable: send no objective weights for it")
+
+    def load(self, model_id: str, lam: float | None = None, weights: Weights | None = None) -> MusicGenerator:
+        """The model for ``model_id``; for a merge entry, interpolated at ``lam`` (default ``init``, snapped
+        to the 0.05 grid); for a steerable entry, at ``weights`` as :meth:`steer_weights` returns them
+        (None = uniform). The last few interpolated and steered models are cached.
         """
         entry = self.get(model_id)
+        if entry.steerable:
+            w = self.steer_weights(entry.id) if weights is None else weights
+            if tuple(name for name, _ in w) != self.objectives(entry.id):
+                raise ValueError(f"weights {w!r} are not snapped weights of {entry.id!r}: use steer_weights")
+            return self._cached((entry.id, w), lambda: self._steer(entry, w))
+        if weights is not None:
+            raise InputError(f"model {entry.id!r} is not steerable: send no objective weights for it")
         if entry.merge is None:
             return self._load_source(entry.path or "")
         lam = snap_lambda(entry.merge.init if lam is None else lam)
         if not 0.0 <= lam <= 1.0:
             raise InputError(f"the quality/diversity weight must be in [0, 1], got {lam:g}")
-        key = (entry.id, lam)
+        return self._cached((entry.id, lam), lambda: self._interpolate(entry, lam))
+
+    def _cached(self, key: tuple[str, float | Weights], build: Callable[[], MusicGenerator]) -> MusicGenerator:
         with self._lock:
             if key in self._merged:
                 self._merged.move_to_end(key)
                 return self._merged[key]
-            gen = self._interpolate(entry, lam)
+            gen = build()
             self._merged[key] = gen
             while len(self._merged) > self._merge_cache_size:
                 self._merged.popitem(last=False)
             return gen
+
+    def _steer(self, entry: RegistryEntry, weights: Weights) -> MusicGenerator:
+        gen, steer = self._load_steerable(entry.path or "")
+        return steered(gen, steer, dict(weights))
 
     def _interpolate(self, entry: RegistryEntry, lam: float) -> MusicGenerator:
         from models.merge import lerp
@@ -264,6 +306,8 @@ class ModelRegistry:
 
     def _ends(self, entry: RegistryEntry) -> list[MusicGenerator]:
         """The loaded model(s) an entry is built from: its own, or a merge's two ends."""
+        if entry.steerable:
+            return [self._load_steerable(entry.path or "")[0]]
         refs = [entry.path or ""] if entry.merge is None else [self._source(entry.merge.a), self._source(entry.merge.b)]
         return [self._load_source(ref) for ref in refs]
 
@@ -271,6 +315,10 @@ class ModelRegistry:
         """True when the entry says so or its checkpoint(s) do (a merge: both ends). Loads the model(s)."""
         entry = self.get(model_id)
         return entry.cfg_free or all(gen.cfg_free for gen in self._ends(entry))
+
+    def sample_rate(self, model_id: str) -> int:
+        """The audio rate of the entry's model (a merge's ends share one codec). Loads the model(s)."""
+        return self._ends(self.get(model_id))[0].sample_rate
 
     def max_duration(self, model_id: str) -> float:
         """Seconds of audio the entry can make (a merge: the shorter of its two ends). Loads the model(s)."""
@@ -281,7 +329,8 @@ class ModelRegistry:
         skipped) for a CFG-free model, else ``requested``. The one place this rule is written."""
         return 1.0 if self.is_cfg_free(model_id) else float(requested)
 
-    def cached_merges(self) -> list[tuple[str, float]]:
+    def cached_merges(self) -> list[tuple[str, float | Weights]]:
+        """Keys of the cached merged and steered models, least recently used first."""
         with self._lock:
             return list(self._merged)
 
@@ -303,15 +352,15 @@ class ModelRegistry:
                 return False
             self._checked_at = now
             try:
-                stamp = _stamp(self.source)
+                stamp = file_stamp(self.source)
             except OSError:
                 return False  # between a writer's unlink and rename, or removed: keep serving what we have
             if stamp == self._stamp:
                 return False
             self._stamp = stamp
             try:
-                entries, notice = _parse_registry(_read_registry(self.source), self.source.parent)
-                state = _Entries.check(entries, notice)
+                entries, notice = parse_registry(read_registry(self.source), self.source.parent)
+                state = Entries.check(entries, notice)
             except InputError as err:
                 log.warning("registry %s not reloaded, still serving %s: %s", self.source, ", ".join(self.ids),
                             " ".join(str(err).split()))  # one line, also for YAML's multi-line messages
@@ -329,7 +378,7 @@ class ModelRegistry:
     @classmethod
     def from_mapping(cls, data: object, base_dir: Path | None = None, **kwargs: Any) -> ModelRegistry:
         """Build from the parsed file (``{"models": [...]}`` or a bare list); paths relative to base_dir."""
-        entries, notice = _parse_registry(data, base_dir)
+        entries, notice = parse_registry(data, base_dir)
         return cls(entries, notice=kwargs.pop("notice", notice), **kwargs)
 
     @classmethod
@@ -337,99 +386,14 @@ class ModelRegistry:
         """Read a YAML (.yaml/.yml) or JSON registry file; :meth:`refresh` re-reads it when it changes."""
         path = Path(path).resolve()
         try:
-            stamp = _stamp(path)  # before reading: a change during the read is seen by the next refresh
+            stamp = file_stamp(path)  # before reading: a change during the read is seen by the next refresh
         except OSError as err:
             raise InputError(f"cannot read the registry file {path}: {err.strerror or err}") from None
-        registry = cls.from_mapping(_read_registry(path), base_dir=path.parent, **kwargs)
+        registry = cls.from_mapping(read_registry(path), base_dir=path.parent, **kwargs)
         registry.source, registry._stamp, registry._checked_at = path, stamp, time.monotonic()
         return registry
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    st = os.stat(path)
-    return st.st_mtime_ns, st.st_size, st.st_ino
-
-
-def _read_registry(path: Path) -> object:
-    """The parsed YAML (.yaml/.yml) or JSON registry file; InputError naming the file otherwise."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read the registry file {path}: {err}") from None
-    try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        import yaml
-
-        return yaml.safe_load(text)
-    except ValueError as err:  # json.JSONDecodeError and yaml.YAMLError's subclasses
-        raise InputError(f"registry file {path} is not valid {path.suffix[1:] or 'YAML'}: {err}") from None
-    except Exception as err:  # yaml.YAMLError does not derive from ValueError
-        raise InputError(f"registry file {path} is not valid YAML: {err}") from None
-
-
-def _parse_registry(data: object, base_dir: Path | None) -> tuple[list[RegistryEntry], str]:
-    """(entries, notice) of a parsed registry file (``{"models": [...]}`` or a bare list)."""
-    items = data.get("models") if isinstance(data, Mapping) else data
-    if not isinstance(items, list):
-        raise InputError("a registry file must hold a list under 'models'")
-    notice = str(data.get("notice", "")) if isinstance(data, Mapping) else ""
-    return [_parse_entry(item, i, base_dir) for i, item in enumerate(items, start=1)], notice
-
-
-def add_registry_entry(path: str | Path, entry: Mapping[str, Any]) -> RegistryEntry:
-    """Append ``entry`` (a mapping as in the file: id, name, path or merge, cfg_free, description) to the
-    registry file at ``path``, atomically: the new file is written beside it, fsynced and renamed over
-    it, so a running app's :meth:`ModelRegistry.refresh` sees the old file or the new one, never half.
-    Writers are serialised by a lock on ``PATH.lock``. Returns the parsed entry.
-
-    Raises InputError when the id is already listed, the entry is malformed, or the registry with it
-    would not load (the file is then left as it was). Other keys of the file are kept; YAML comments
-    are not (the file is rewritten from its parsed form).
-    """
-    path = Path(path).resolve()
-    try:
-        plain = json.loads(json.dumps(dict(entry)))
-    except (TypeError, ValueError) as err:
-        raise InputError(f"a registry entry must hold plain values (text, numbers, true/false): {err}") from None
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        data = _read_registry(path)
-        items = data.get("models") if isinstance(data, Mapping) else data
-        if not isinstance(items, list):
-            raise InputError(f"registry file {path} must hold a list under 'models'")
-        if any(isinstance(item, Mapping) and item.get("id") == plain.get("id") for item in items):
-            raise InputError(f"the registry {path} already lists {plain.get('id')!r}")
-        new = _parse_entry(plain, len(items) + 1, path.parent)
-        updated: object = {**data, "models": [*items, plain]} if isinstance(data, Mapping) else [*items, plain]
-        _Entries.check(*_parse_registry(updated, path.parent))  # the whole registry still loads
-        if path.suffix.lower() == ".json":
-            text = json.dumps(updated, indent=2) + "\n"
-        else:
-            import yaml
-
-            text = yaml.safe_dump(updated, sort_keys=False, allow_unicode=True)
-        _write_atomically(path, text)
-    return new
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _describe(module: object) -> object:
@@ -437,51 +401,6 @@ def _describe(module: object) -> object:
     return describe() if callable(describe) else type(module).__name__
 
 
-def _parse_entry(item: object, number: int, base_dir: Path | None) -> RegistryEntry:
-    where = f"registry entry {number}"
-    if not isinstance(item, Mapping):
-        raise InputError(f"{where} must be a mapping with an 'id'")
-    unknown = set(item) - {"id", "name", "path", "cfg_free", "merge", "description"}
-    if unknown:
-        raise InputError(f"{where}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
-    model_id = item.get("id")
-    if not isinstance(model_id, str) or not _ID_RE.match(model_id):
-        raise InputError(f"{where}: 'id' must be 1-64 letters, digits, '.', '_' or '-', got {model_id!r}")
-    where = f"registry entry {model_id!r}"
-    path, merge = item.get("path"), item.get("merge")
-    if (path is None) == (merge is None):
-        raise InputError(f"{where} needs exactly one of 'path' and 'merge'")
-    cfg_free = item.get("cfg_free", False)
-    if not isinstance(cfg_free, bool):
-        raise InputError(f"{where}: 'cfg_free' must be true or false")
-    name = item.get("name", model_id)
-    if not isinstance(name, str) or not name.strip():
-        raise InputError(f"{where}: 'name' must be non-empty text")
-    spec = None
-    if merge is not None:
-        if not isinstance(merge, Mapping) or not {"a", "b"} <= set(merge) or set(merge) - {"a", "b", "init"}:
-            raise InputError(f"{where}: 'merge' must be {{a: MODEL, b: MODEL, init: LAMBDA}}")
-        init = merge.get("init", 0.5)
-        if isinstance(init, bool) or not isinstance(init, int | float) or not 0.0 <= init <= 1.0:
-            raise InputError(f"{where}: merge 'init' must be a number in [0, 1]")
-        a, b = (_resolve_path(str(merge[k]), base_dir) for k in ("a", "b"))
-        spec = MergeSpec(a=a, b=b, init=float(init))
-    else:
-        if not isinstance(path, str) or not path:
-            raise InputError(f"{where}: 'path' must be text")
-        path = _resolve_path(path, base_dir)
-    return RegistryEntry(id=model_id, name=name.strip(), path=path, cfg_free=cfg_free, merge=spec,
-                         description=str(item.get("description", "")))
-
-
-def _resolve_path(ref: str, base_dir: Path | None) -> str:
-    """Names ("default", "debug", "debug:N") and plain ids stay; existing relative paths become absolute."""
-    if ref in ("default", "debug") or _DEBUG_RE.match(ref) or base_dir is None:
-        return ref
-    candidate = Path(ref).expanduser()
-    if not candidate.is_absolute() and (base_dir / candidate).exists():
-        return str((base_dir / candidate).resolve())
-    return ref
 
 
 def debug_entries() -> list[RegistryEntry]:

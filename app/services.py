@@ -6,11 +6,13 @@ several). The UI (``app/ui.py``) only wires these objects to components.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.admin import AdminService
 from app.arena import ArenaService
+from app.best_of import BestOfScorers
 from app.generation import GenerationService
 from app.leaderboard import LeaderboardService
 from app.limits import RateLimiter, RateLimits
@@ -20,6 +22,7 @@ from app.transfer import open_prefs_store
 from models.errors import InputError
 
 DEFAULT_DATA_DIR = Path("data/app")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,11 +73,14 @@ def build_services(
     limits: RateLimits | None = None,
     trust_forwarded_for: bool = False,
     repeat_share: float = 0.1,
+    scorers: BestOfScorers | None = None,
 ) -> AppServices:
     """Open the store (SQLite in ``data_dir`` unless ``db`` is a URL) and build the services.
 
     ``repeat_share``: the probability that a new pair for a rater id is a consistency repeat of a pair
-    that rater already judged (``app/repeats.py``; 0 = never)."""
+    that rater already judged (``app/repeats.py``; 0 = never). ``scorers``: the best-of-N rewards and the
+    largest N (``app/best_of.py``; default: the shipped scorers, N up to 8); a best-of-N request counts
+    as N generation requests, so N is capped at the generation rate limits."""
     if not min_listen >= 0:
         raise InputError(f"--min-listen must be >= 0 seconds, got {min_listen}")
     if max_batch < 1:
@@ -85,10 +91,16 @@ def build_services(
         raise InputError(f"--arena-duration must be > 0 seconds, got {arena_duration}")
     if not 0 <= repeat_share <= 1:
         raise InputError(f"--repeat-share must be in [0, 1], got {repeat_share}")
+    limits = limits or RateLimits()
+    scorers = scorers or BestOfScorers()
+    allowed = min((rate.count for rate in limits.generate if rate.count > 0), default=scorers.max_n)
+    if scorers.max_n > allowed:  # a best-of-N request counts as N: a larger N could never be admitted
+        log.warning("best-of-N capped at %d, the generation rate limit (--max-best-of %d)", allowed, scorers.max_n)
+        scorers.max_n = allowed
     models = registry if isinstance(registry, ModelRegistry) else registry_from(registry)
     store = open_prefs_store(db, Path(data_dir).expanduser().resolve(), access="server")
-    limiter = RateLimiter(limits or RateLimits())
-    generation = GenerationService(models, store, limiter=limiter, max_batch_rows=max_batch)
+    limiter = RateLimiter(limits)
+    generation = GenerationService(models, store, limiter=limiter, scorers=scorers, max_batch_rows=max_batch)
     return AppServices(
         registry=models,
         store=store,

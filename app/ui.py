@@ -5,8 +5,11 @@ server runs Python for exactly six events, each a public API endpoint with a sta
 ones the page itself calls; everything else the page does is JavaScript (``app/page.py``), so there
 is no hidden server function to call by index:
 
-- ``generate(prompt, model_id, duration, variations, cfg, temperature, top_k, seed, quality_diversity)``
-  -> 4 audio files, 4 spectrogram pictures (None past ``variations``), clip metadata (JSON)
+- ``generate(prompt, model_id, duration, variations, cfg, temperature, top_k, seed, quality_diversity,
+  best_of, best_of_reward, objective_weights)`` -> 4 audio files, 4 spectrogram pictures (None past
+  ``variations``), clip metadata (JSON). ``best_of`` (default 1 = off): N candidates per clip, the best
+  by ``best_of_reward`` kept (``app/best_of.py``); ``objective_weights`` (default {} = uniform):
+  {objective: weight} for a steerable model, {} for others. The last three may be left out.
 - ``new_pair(prompt, rater_id)`` -> audio A, audio B, the pair's vote token, the prompt used ("" takes
   one from the bank; the rater id may be ""). The token is a secret: only this session can vote with it.
 - ``vote(pair_token, choice, listened_a, listened_b, feedback, rater_id, simulated)`` -> reveal text,
@@ -14,7 +17,8 @@ is no hidden server function to call by index:
 - ``leaderboard(votes)`` -> summary text, ratings table, win-rate matrix picture, computed from the
   votes of people ("people", the default) or of simulated listeners ("simulated") only
 - ``models()`` -> the model dropdown's update (its ``choices``: [name, id] pairs), and per served
-  model id its name, notes and slider settings (the registry re-read if its file changed: the page
+  model id its name, notes and slider settings (a steerable model's objectives, the best-of rewards
+  usable with it) (the registry re-read if its file changed: the page
   calls it on load, so a reloaded page lists a model registered while the app runs)
 - ``export(admin_token, votes)`` -> [preferences JSONL, rater consistency JSON], the raters'
   self-agreement table (admin only; wrong tokens are rate-limited; votes "all" (rows marked),
@@ -32,6 +36,7 @@ from typing import Any
 import gradio as gr
 
 from app import page
+from app.best_of import REWARDS
 from app.generation import ServiceError
 from app.limits import Caller, RateLimited
 from app.prompt_bank import PROMPT_BANK
@@ -57,6 +62,9 @@ VOTE_LABELS = {"a": "A is better", "tie": "Tie", "both_bad": "Both are bad", "b"
 _PREFIXES = {VoteRejected: "Vote not recorded: ", RateLimited: "Too many requests: ", ServiceError: "Server busy: ",
              InputError: ""}
 JS_ONLY: dict[str, Any] = {"queue": False, "show_progress": "hidden"}  # UI reactions: no Python behind them
+REWARD_LABELS = {"adherence": "Text adherence", "quality": "Audio quality",
+                 "adherence+quality": "Adherence + quality", "preference": "Listener preference (reward model)"}
+assert set(REWARD_LABELS) == set(REWARDS)
 
 
 def _user_error(err: Exception) -> gr.Error:
@@ -92,14 +100,17 @@ def caller_of(request: gr.Request | None, trust_forwarded_for: bool = False) -> 
 
 
 def model_table(services: AppServices) -> dict[str, dict]:
-    """What the page shows per model (name, notes, which sliders apply); loads each model once (cached).
+    """What the page shows per model (name, notes, which sliders apply, a steerable model's objectives, the
+    best-of rewards usable with its sample rate); loads each model (and the scorers) once (cached).
     An entry whose model fails to load is left out (and logged), so one bad entry added to a running
     app's registry does not take the list down."""
-    registry, table = services.registry, {}
+    registry, scorers, table = services.registry, services.generation.scorers, {}
     for model_id in registry.ids:
         entry = registry.get(model_id)
         try:
             cfg_free, limit = registry.is_cfg_free(model_id), services.generation.model_max_duration(model_id)
+            objectives = registry.objectives(model_id)
+            usable, why_not = scorers.available(registry.sample_rate(model_id)) if scorers.max_n > 1 else ([], "")
         except InputError as err:
             log.warning("model %s left out of the page's list: %s", model_id, err)
             continue
@@ -109,16 +120,22 @@ def model_table(services: AppServices) -> dict[str, dict]:
             notes.append("This model is CFG-free: it samples without guidance.")
         if entry.merge is not None:
             notes.append("A weight merge of two models: the quality <-> diversity slider picks the mix.")
+        if objectives:
+            notes.append(f"A steerable (CLP) model: the sliders weigh its objectives ({', '.join(objectives)}); "
+                         "the weights are relative (scaled to sum 1).")
+        if scorers.max_n > 1 and why_not:
+            notes.append(f"Best of N {'is off for this model' if not usable else 'by some rewards is off'}: {why_not}")
         table[model_id] = {"name": entry.name, "notes": " ".join(notes), "cfg_free": cfg_free,
                            "merge": entry.merge is not None,
                            "merge_init": entry.merge.init if entry.merge is not None else 0.5,
-                           "max_duration": limit}
+                           "max_duration": limit, "steer": list(objectives), "best_of": usable}
     return table
 
 
 def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
     """The app's page. ``services`` bundles registry, generation, arena, leaderboard and admin."""
     registry, generation, arena = services.registry, services.generation, services.arena
+    scorers = generation.scorers
     leaderboard, admin = services.leaderboard, services.admin
     who = functools.partial(caller_of, trust_forwarded_for=services.trust_forwarded_for)
     models = model_table(services)
@@ -151,7 +168,20 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
                                     label="Quality <-> diversity (0 = quality model, 1 = diversity model)")
                     duration = gr.Slider(0.5, 30, value=4, step=0.5, label="Duration (seconds)",
                                          elem_id="duration-slider")
+                    steer = [gr.Slider(0, 1, value=1, step=0.05, label=f"Weight of objective {i}",
+                                       elem_id=f"steer-{i}", elem_classes=["steer-slider"])
+                             for i in range(1, page.MAX_STEER_SLIDERS + 1)]
+                    # {} (uniform) rather than None: the API parameter then has a default, so clients may omit it
+                    objective_weights = gr.JSON(value={}, visible=False, label="Objective weights")
                     variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations (different seeds)")
+                    with gr.Row(elem_id="best-of-row"):
+                        best_of = gr.Slider(1, max(2, scorers.max_n), value=1, step=1, elem_id="best-of-slider",
+                                            label="Best of N (1 = off)",
+                                            info="Sample N candidates per clip and keep the one the reward "
+                                                 "scores highest; costs N times the time")
+                        best_of_reward = gr.Dropdown(choices=[(REWARD_LABELS.get(c, c), c) for c in scorers.choices],
+                                                     value=scorers.choices[0], label="Reward that picks the best",
+                                                     elem_id="best-of-reward")
                     with gr.Accordion("Sampling settings", open=False):
                         cfg = gr.Slider(*CFG_RANGE, value=DEFAULT_CFG, step=0.1, elem_id="cfg-slider",
                                         label="CFG scale (prompt adherence; 1 = off)")
@@ -245,22 +275,26 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
             table = model_table(services)
             return gr.Dropdown(choices=[(v["name"], k) for k, v in table.items()]), table
 
-        model_view = ([models_json, model, duration], [model_info, lam, duration])
+        model_view = ([models_json, model, duration], [model_info, lam, duration, *steer])
+        steer_view = ([models_json, model, *steer], [objective_weights])
         model.change(None, *model_view, js=page.MODEL_JS, **JS_ONLY)
         demo.load(None, *model_view, js=page.MODEL_JS, **JS_ONLY)
         demo.load(list_models, None, [model, models_json], api_name="models", concurrency_limit=4,
-                  show_progress="hidden").then(None, *model_view, js=page.MODEL_JS, **JS_ONLY)
+                  show_progress="hidden").then(None, *model_view, js=page.MODEL_JS, **JS_ONLY).then(
+            None, *steer_view, js=page.STEER_JS, **JS_ONLY)
+        gr.on([model.change, *(s.change for s in steer)], None, *steer_view, js=page.STEER_JS, **JS_ONLY)
         variations.change(None, [variations], None, js=page.SLOTS_JS, **JS_ONLY)
         demo.load(None, [variations], None, js=page.SLOTS_JS, **JS_ONLY)
         examples.input(None, [examples], [prompt], js="(x) => [x]", **JS_ONLY)
 
         @_guard
         def generate(prompt: str, model_id: str, duration: float, variations: float, cfg: float,
-                     temperature: float, top_k: float, seed: float, quality_diversity: float,
-                     request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+                     temperature: float, top_k: float, seed: float, quality_diversity: float, best_of: float,
+                     best_of_reward: str, objective_weights: Any, request: gr.Request,
+                     progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
             clips = generation.generate(model_id, prompt, duration, cfg, temperature, top_k, seed, variations,
-                                        quality_diversity, caller=who(request),
-                                        progress=lambda f, d: progress(f, desc=d))
+                                        quality_diversity, best_of, best_of_reward, objective_weights,
+                                        caller=who(request), progress=lambda f, d: progress(f, desc=d))
             paths = [str(c.clip.audio_file) for c in clips] + [None] * (MAX_VARIATIONS - len(clips))
             pictures = [str(c.spectrogram) if c.spectrogram else None for c in clips]
             pictures += [None] * (MAX_VARIATIONS - len(clips))
@@ -268,9 +302,17 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
                     "clips": [{"clip_id": c.clip.id, "seed": c.clip.seed, "duration": c.clip.duration,
                                "sample_rate": c.clip.sample_rate, "params": c.clip.params,
                                "checkpoint_hash": c.clip.checkpoint_hash} for c in clips]}
+            first = clips[0].clip.params
+            if "weights" in first:
+                meta["weights"] = first["weights"]
+            if "best_of" in first:  # the cost of the whole request: N candidates per clip
+                meta["best_of"] = {"n": first["best_of"]["n"], "reward": first["best_of"]["reward"],
+                                   "candidates": first["best_of"]["n"] * len(clips),
+                                   "seconds": first["best_of"]["cost"]["total_s"]}
             return (*paths, *pictures, meta)
 
-        gen_inputs = [prompt, model, duration, variations, cfg, temperature, top_k, seed, lam]
+        gen_inputs = [prompt, model, duration, variations, cfg, temperature, top_k, seed, lam, best_of,
+                      best_of_reward, objective_weights]
         gr.on([generate_btn.click, prompt.submit], generate, gen_inputs, [*audios, *spectrograms, clip_meta],
               api_name="generate", concurrency_limit=None, js=page.GENERATE_START_JS).then(
             None, None, None, js=page.GENERATE_END_JS, **JS_ONLY)

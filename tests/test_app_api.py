@@ -67,7 +67,7 @@ def test_api_names_and_parameters(client):
     assert set(endpoints) == {"/generate", "/new_pair", "/vote", "/leaderboard", "/models", "/export"}
     names = lambda ep: [p["parameter_name"] for p in endpoints[ep]["parameters"]]  # noqa: E731
     assert names("/generate") == ["prompt", "model_id", "duration", "variations", "cfg", "temperature", "top_k",
-                                  "seed", "quality_diversity"]
+                                  "seed", "quality_diversity", "best_of", "best_of_reward", "objective_weights"]
     assert names("/vote") == ["pair_token", "choice", "listened_a", "listened_b", "feedback", "rater_id", "simulated"]
     assert names("/new_pair") == ["prompt", "rater_id"] and names("/leaderboard") == ["votes"]
     assert names("/export") == ["admin_token", "votes"] and names("/models") == []

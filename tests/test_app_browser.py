@@ -4,7 +4,8 @@ Generate clips (the Generate button is locked while it runs, the clip slots show
 variations are chosen, spectrograms fill their column, the merge slider is in view); in the arena get
 a pair, check the vote buttons are locked, play both clips until the listening gate (1 s here)
 unlocks them, vote, see the names revealed, see a refused vote explained; see every model on the
-leaderboard, ranked or still collecting votes; and the same page on a 390 px phone. Set
+leaderboard, ranked or still collecting votes; a steerable (CLP) model's objective sliders and best-of-N
+steer and pick the clip; and the same page on a 390 px phone. Set
 MUSICRL_SCREENSHOT_DIR to also save screenshots (desktop and phone) there.
 """
 
@@ -26,6 +27,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright for Pyt
 
 from sqlalchemy import select  # noqa: E402
 
+from app.best_of import BestOfScorers  # noqa: E402
 from app.limits import RateLimits  # noqa: E402
 from app.main import serve  # noqa: E402
 from app.schema import PairRow  # noqa: E402
@@ -40,6 +42,7 @@ models:
   - {id: debug, name: Debug A (random weights), path: debug}
   - {id: debug-b, name: Debug B (random weights), path: "debug:1", cfg_free: true}
   - {id: debug-merge, name: Debug A+B weight merge, merge: {a: debug, b: debug-b, init: 0.5}}
+  - {id: clp, name: Debug steerable (CLP), path: clp, steerable: true}
 """
 
 
@@ -56,11 +59,38 @@ def server(tmp_path_factory):
         port = s.getsockname()[1]
     (root / "registry.yaml").write_text(REGISTRY)
     registry = None if SCREENSHOTS else root / "registry.yaml"
+    scorers = None if SCREENSHOTS else tiny_scorers(root)
     running = serve("127.0.0.1", port, None, registry, root / "data", min_listen=GATE_S, min_votes=MIN_VOTES,
                     arena_duration=6.0 if SCREENSHOTS else 1.5, limits=RateLimits.unlimited(), block=False,
-                    quiet=True)
+                    quiet=True, scorers=scorers)
     yield running
     running.close()
+
+
+def tiny_scorers(root: Path) -> BestOfScorers:
+    """A CLP checkpoint of the debug model at ROOT/clp (the quality expert nudged) and best-of scorers at 8 kHz."""
+    import torch
+
+    from models.audio_tower import FrontendConfig, TowerConfig
+    from models.checkpoint import save_checkpoint
+    from models.debug import debug_generator, tiny_embedder_config
+    from models.embedder import TextAudioEmbedder
+    from models.quality import QualityConfig, QualityModel
+    from models.steerable import SteerableLM
+
+    torch.manual_seed(0)
+    gen = debug_generator()
+    steer = SteerableLM(gen.lm, ("adherence", "quality"))
+    with torch.no_grad():
+        for p in steer.experts["quality"]:
+            p.add_(0.05 * torch.randn_like(p))
+    steer.set_weights(steer.weights)
+    save_checkpoint(gen, root / "clp")
+    steer.save(root / "clp")
+    TextAudioEmbedder(tiny_embedder_config(sample_rate=8000)).save(root / "embedder")
+    QualityModel(QualityConfig(FrontendConfig(sample_rate=8000, n_mels=8, chroma=False),
+                               TowerConfig(widths=[4], out=4))).save(root / "quality")
+    return BestOfScorers(root / "embedder", root / "quality")
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +207,39 @@ def test_generate_rate_and_see_the_leaderboard(server, page):
         page.wait_for_function(shows.format("#leaderboard-summary"), arg="21 vote(s)", timeout=120_000)
         page.wait_for_timeout(1500)  # the table and picture render after the summary
     shot(page, "leaderboard")
+
+
+def test_steerable_sliders_and_best_of_steer_and_pick_the_clip(server, page):
+    page.goto(server.url)
+    page.get_by_label("Describe the music").fill("calm ambient piano")
+    page.wait_for_selector("#best-of-row", state="visible", timeout=10_000)  # the scorers take 8 kHz
+    assert not page.locator("#steer-1").is_visible()  # only steerable entries have objective sliders
+    page.get_by_role("combobox", name="Model").click()
+    page.get_by_role("option", name="Debug steerable (CLP)").click()
+    page.wait_for_selector("#steer-2", state="visible", timeout=10_000)
+    assert not page.locator("#steer-3").is_visible()  # two objectives, two sliders
+    assert "Weight of adherence" in page.inner_text("#steer-1") and "Weight of quality" in page.inner_text("#steer-2")
+    assert "steerable (CLP)" in page.inner_text("#model-info")
+    weight = page.locator("#steer-1 input[type=number]")
+    weight.fill("0")
+    weight.press("Enter")
+    best_of = page.locator("#best-of-slider input[type=number]")
+    best_of.fill("2")
+    best_of.press("Enter")
+    page.click("#generate-button")
+    shows = "(text) => (document.querySelector('#clip-info') || {}).innerText?.includes(text)"
+    page.wait_for_function(shows, arg="Objective weights: adherence 0.00, quality 1.00", timeout=120_000)
+    info = page.inner_text("#clip-info")
+    assert "Best of 2 by adherence (clip 1: candidate" in info and "cost: 2 candidates in" in info
+    clip = server.services.store.get_clip(_last_clip_id(server))
+    assert clip.params["weights"] == {"adherence": 0.0, "quality": 1.0} and clip.params["best_of"]["n"] == 2
+
+
+def _last_clip_id(server) -> str:
+    from app.schema import ClipRow
+
+    with server.services.store.read_session() as session:
+        return session.scalars(select(ClipRow.id).order_by(ClipRow.created_at.desc()).limit(1)).one()
 
 
 def test_phone_layout_keeps_controls_before_generate_and_the_table_in_view(server, browser):

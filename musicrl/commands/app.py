@@ -43,12 +43,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="admit any number of requests per session and address (benchmarks, private servers)")
     p.add_argument("--trust-forwarded-for", action="store_true",
                    help="take each client's address from X-Forwarded-For (only behind a reverse proxy that sets it)")
+    p.add_argument("--max-best-of", type=int, default=8,
+                   help="largest N of best-of-N in the Generate tab (default 8; 1 = off); a best-of-N request counts "
+                        "as N against the generation rate limit")
+    p.add_argument("--embedder", default="",
+                   help="text/audio embedder directory scoring best-of-N adherence (default: the shipped one, 16 kHz)")
+    p.add_argument("--quality", default="",
+                   help="quality model directory scoring best-of-N quality (default: the shipped one, 16 kHz)")
+    p.add_argument("--reward-model", default="",
+                   help="a preference reward model directory (musicrl train reward-model): adds the 'preference' "
+                        "reward to best-of-N")
     p.add_argument("--torch-threads", type=int, default=None,
                    help="torch intra-op threads for generation (default: torch's choice, one per core)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.best_of import BestOfScorers
     from app.limits import RateLimits
     from app.main import serve
 
@@ -60,5 +71,6 @@ def run(args: argparse.Namespace) -> int:
           admin_token=args.admin_token, max_batch=args.max_batch, min_votes=args.min_votes,
           arena_duration=args.arena_duration, limits=RateLimits.unlimited() if args.no_rate_limits else None,
           trust_forwarded_for=args.trust_forwarded_for, repeat_share=args.repeat_share,
+          scorers=BestOfScorers(args.embedder, args.quality, args.reward_model, max_n=args.max_best_of),
           torch_threads=args.torch_threads, block=True)
     return 0
