@@ -5,7 +5,9 @@
     validator = Validator(reward, validation_records(cfg), load_judges(cfg, sr), cfg.duration, cfg.temperature)
     scores = validator(gen, reference)                        # {"val_reward", "val_kl", "val_<reward>", "val_judges"}
     keep_best(cfg, gen, best, scores, lineage)                # out/best: highest val_reward within the KL budget
-    train("rl", state, step, next_batch, validate, save)      # every policy recipe's loop
+    train("rl", state, step, next_batch, validate, save)      # every policy recipe's loop, with (rl, bond):
+    validate = partial(validate_keeping_best, lineage_of=...)  # score, keep out/best, log validation.jsonl
+    save = partial(save_last, lineage_of=...)                  # out/model and metrics.json (best_summary)
 
 A recipe config that uses these has the fields: prompts, corpus, eval_prompts, judges, kl_budget, out, the four
 reward weights (adherence, quality, diversity, preference), samples_per_prompt, embedder, quality_model,
@@ -14,6 +16,7 @@ reward_model.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,3 +150,28 @@ def train(recipe: str, state, step: Callable, next_batch: Callable, validate: Ca
                 break
         if state.dist.is_main:
             save(state)
+
+
+def validate_keeping_best(state, lineage_of: Callable) -> None:
+    """A recipe's ``validate`` for ``train`` (rl, bond): rank 0 scores the held-out prompts, keeps
+    ``out/best`` (:func:`keep_best`) and logs the scores to ``validation.jsonl``; ``lineage_of(state)`` is the
+    recipe's lineage. ``state`` has cfg, dist, gen, reference, validator, best, step, val_log."""
+    if not state.dist.is_main:
+        return
+    scores = state.validator(state.gen, state.reference)
+    state.best = keep_best(state.cfg, state.gen, state.best, scores, lineage_of(state))
+    state.val_log.write({"step": state.step, **scores, "best_step": state.best.get("step", -1)})
+
+
+def best_summary(state) -> dict:
+    """What rl and bond return and write to ``metrics.json``: the last step, the two checkpoints, the best
+    validation."""
+    out = Path(state.cfg.out)
+    return {"step": state.step, "model": str(out / "model"), "best": str(out / "best"), "best_validation": state.best}
+
+
+def save_last(state, lineage_of: Callable) -> None:
+    """A recipe's ``save`` for ``train`` (rl, bond): ``out/model`` (the last policy) and ``metrics.json``."""
+    out = Path(state.cfg.out)
+    save_checkpoint(state.gen, out / "model", lineage=lineage_of(state))
+    (out / "metrics.json").write_text(json.dumps(best_summary(state), indent=2))

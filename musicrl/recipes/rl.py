@@ -37,14 +37,13 @@ the prompts (a prompt's G samples stay on one rank, so leave-one-out is local); 
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from models.checkpoint import save_checkpoint
 from models.errors import InputError
 from models.generator import MusicGenerator
 from models.lm import AudioLM
@@ -57,11 +56,13 @@ from musicrl.config import to_dict
 from musicrl.losses import kl_regularised_reinforce_loss, kl_to_reference
 from musicrl.policy_training import (
     Validator,
-    keep_best,
+    best_summary,
     load_judges,
     reward_from,
+    save_last,
     train,
     training_prompts,
+    validate_keeping_best,
     validation_records,
 )
 from musicrl.rollouts import draw_batch, sample_rollout, score_rollout
@@ -287,31 +288,8 @@ def _lineage_of(state: State) -> dict:
             "rewards": dict(state.reward.weights), **state.reward_info, "config": to_dict(cfg)}
 
 
-def validate(state: State) -> None:
-    """Rank 0: score the held-out prompts, log them, and keep ``out/best`` (highest validation reward
-    with KL to π_0 within the budget)."""
-    cfg = state.cfg
-    if not state.dist.is_main:
-        return
-    scores = state.validator(state.gen, state.reference)
-    state.best = keep_best(cfg, state.gen, state.best, scores, _lineage_of(state))
-    state.val_log.write({"step": state.step, **scores, "best_step": state.best.get("step", -1)})
-
-
-def save(state: State) -> None:
-    """Rank 0, at the end: ``out/model`` (the last policy) and ``metrics.json``."""
-    cfg = state.cfg
-    save_checkpoint(state.gen, cfg.out / "model", lineage=_lineage_of(state))
-    (cfg.out / "metrics.json").write_text(json.dumps(summary_of(state), indent=2))
-
-
-def summary_of(state: State) -> dict:
-    cfg = state.cfg
-    return {"step": state.step, "model": str(cfg.out / "model"), "best": str(cfg.out / "best"),
-            "best_validation": state.best}
-
-
 def main(cfg: Config) -> dict:
     state = setup(cfg)
-    train("rl", state, step, next_batch, validate, save)
-    return summary_of(state)
+    train("rl", state, step, next_batch, partial(validate_keeping_best, lineage_of=_lineage_of),
+          partial(save_last, lineage_of=_lineage_of))
+    return best_summary(state)
