@@ -19,6 +19,13 @@ def split_records(corpus: str | Path, split: str, limit: int = 0) -> list[dict]:
     return records[:limit] if limit else records
 
 
+def check_split(corpus: str | Path, split: str = "train") -> None:
+    """Refuse (InputError) a corpus without a manifest or without clips in ``split`` — what a recipe calls
+    before it writes anything to its run directory."""
+    if not split_records(corpus, split):
+        raise InputError(f"{corpus} has no {split} clips; build a corpus with musicrl data build")
+
+
 def load_split_audio(
     corpus: str | Path, split: str, sample_rate: int, limit: int = 0
 ) -> tuple[list[np.ndarray], list[dict]]:

@@ -91,3 +91,15 @@ def test_out_of_time():
 
     assert not out_of_time(time.time() - 3600, 0)  # 0 = no limit
     assert out_of_time(time.time() - 61, 1) and not out_of_time(time.time(), 1)
+
+
+@pytest.mark.parametrize("recipe", ["cfg-distill", "embedder", "quality", "judges", "codec", "rl", "bond", "clp"])
+def test_a_recipe_refusing_its_corpus_writes_nothing(recipe, tmp_path, capsys):
+    """Every input is checked before the run directory is made: a refused run leaves no config.yaml behind."""
+    from musicrl.cli import main
+
+    extra = {"rl": ["adherence=1"], "bond": ["adherence=1"], "clp": ["objectives=adherence,quality"]}.get(recipe, [])
+    out = tmp_path / "run"
+    assert main(["train", recipe, f"out={out}", f"corpus={tmp_path / 'no_corpus'}", *extra]) == 2
+    assert "corpus" in capsys.readouterr().err
+    assert not out.exists()

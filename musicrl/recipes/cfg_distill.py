@@ -33,7 +33,7 @@ from models.sampling import SamplingParams
 from musicrl import distributed, rewards
 from musicrl.advantages import leave_one_out_advantages
 from musicrl.config import to_dict
-from musicrl.corpus_data import split_records
+from musicrl.corpus_data import check_split, split_records
 from musicrl.losses import cfg_distillation_loss, policy_gradient_loss
 from musicrl.rollouts import draw_batch, sample_rollout, score_rollout
 from musicrl.train_state import JsonlLog, Loop, optimizer_step, resume_or_start, start_run
@@ -91,6 +91,7 @@ def setup(cfg: Config) -> State:
         # With G = 2 both siblings get the same reward 1 - cos(e1, e2), so every leave-one-out
         # advantage is exactly 0 and beta would do nothing.
         raise InputError("the diversity term needs samples_per_prompt >= 3 (with 2 its advantages are all 0)")
+    check_split(cfg.corpus)  # inputs are checked before the run directory is written to
     dist = start_run(cfg)
     torch.manual_seed(cfg.seed + dist.rank)
     gen = load_generator(cfg.model)

@@ -29,7 +29,7 @@ from models.errors import InputError
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
 from musicrl import distributed
 from musicrl.clip_features import spectra
-from musicrl.corpus_data import load_split_audio
+from musicrl.corpus_data import check_split, load_split_audio
 from musicrl.train_state import JsonlLog, Loop, StepBudget, lr_at, optimizer_step, resume_or_start, start_run
 
 
@@ -144,6 +144,8 @@ class State:
 
 
 def setup(cfg: Config) -> State:
+    if not cfg.spectra:
+        check_split(cfg.corpus)  # inputs are checked before the run directory is written to
     dist = start_run(cfg)
     torch.manual_seed(cfg.seed)
     codec = SpectralCodec(cfg.codec)

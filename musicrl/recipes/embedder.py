@@ -30,7 +30,7 @@ from models.embedder import EmbedderConfig, TextAudioEmbedder
 from models.errors import InputError
 from musicrl import distributed
 from musicrl.clip_features import crop_batch, log_features, map_clips, param_groups
-from musicrl.corpus_data import load_split_audio
+from musicrl.corpus_data import check_split, load_split_audio
 from musicrl.losses import info_nce_loss
 from musicrl.train_state import JsonlLog, Loop, lr_at, optimizer_step, resume_or_start, start_run
 
@@ -118,6 +118,7 @@ def build_model(cfg: Config) -> TextAudioEmbedder:
 
 
 def setup(cfg: Config) -> State:
+    check_split(cfg.corpus)  # inputs are checked before the run directory is written to
     dist = start_run(cfg)
     model = build_model(cfg)
     sr = cfg.model.frontend.sample_rate

@@ -28,7 +28,7 @@ from models.errors import InputError
 from musicrl import distributed
 from musicrl.clip_features import crop_batch, log_features, map_clips, param_groups
 from musicrl.corpus.attributes import LEAD_INSTRUMENTS, MODES, STYLES, TEMPO_BANDS
-from musicrl.corpus_data import load_split_audio
+from musicrl.corpus_data import check_split, load_split_audio
 from musicrl.train_state import JsonlLog, Loop, lr_at, optimizer_step, resume_or_start, start_run
 
 VOCABULARIES: dict[str, list[str]] = {
@@ -129,6 +129,7 @@ class Batch:
 
 def setup(cfg: Config) -> State:
     model = build_model(cfg)  # fills cfg.model.labels: the written config.yaml carries them
+    check_split(cfg.corpus)  # inputs are checked before the run directory is written to
     dist = start_run(cfg)
     clips, records = load_split_audio(cfg.corpus, "train", model.sample_rate, cfg.max_clips)
     if not clips:

@@ -33,7 +33,7 @@ from models.errors import InputError
 from models.quality import DEGRADATIONS, QualityConfig, QualityModel, degrade
 from musicrl import distributed
 from musicrl.clip_features import crop_batch, log_features, map_clips, param_groups
-from musicrl.corpus_data import load_split_audio
+from musicrl.corpus_data import check_split, load_split_audio
 from musicrl.train_state import JsonlLog, Loop, lr_at, optimizer_step, resume_or_start, start_run
 
 
@@ -208,6 +208,7 @@ def setup(cfg: Config) -> State:
     unknown = sorted(set(cfg.degradations) - set(DEGRADATIONS))
     if unknown or not cfg.degradations:
         raise InputError(f"unknown degradation {unknown[0]!r}" if unknown else "degradations is empty")
+    check_split(cfg.corpus)  # inputs are checked before the run directory is written to
     dist = start_run(cfg)
     model = build_model(cfg)
     sr = model.sample_rate
