@@ -84,3 +84,27 @@ def test_real_process_exit_code_and_single_line(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "musicrl generate: error: the prompt is empty"
+
+
+def test_many_samples_go_batch_by_batch_with_the_same_seeds(tmp_path):
+    """--batch-size bounds what is sampled at once; clip i still uses seed + i, so the codes do not depend on
+    the batch size, and every clip is written."""
+    def clips(name, *extra):
+        assert _gen(tmp_path, "--num-samples", "5", "--save-codes", *extra, out=name) == 0
+        metas = sorted((json.loads(p.read_text()) for p in (tmp_path / name).glob("*.json")), key=lambda m: m["index"])
+        codes = [(tmp_path / name / f"{m['id']}.npy").read_bytes() for m in metas]
+        return metas, codes
+
+    one_batch, codes_one = clips("one")
+    batches, codes_three = clips("three", "--batch-size", "2")
+    assert [m["index"] for m in batches] == [0, 1, 2, 3, 4] and [m["seed"] for m in batches] == [0, 1, 2, 3, 4]
+    assert codes_three == codes_one and [m["id"] for m in batches] == [m["id"] for m in one_batch]
+
+
+@pytest.mark.parametrize(("extra", "needle"), [(["--num-samples", "100000"], "from 1 to 1000"),
+                                               (["--batch-size", "0"], "--batch-size")])
+def test_sample_count_is_bounded(tmp_path, capsys, extra, needle):
+    assert _gen(tmp_path, *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]
+    assert not (tmp_path / "out").exists()

@@ -23,6 +23,8 @@ from models.sampling import SamplingParams
 from musicrl.best_of_n import MAX_BEST_OF, candidate_seeds
 from musicrl.rewards import TRAINING_REWARDS
 
+MAX_NUM_SAMPLES = 1000  # clips per command: generated --batch-size at a time, so memory does not grow with it
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -37,7 +39,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="'default', 'debug', or a checkpoint directory (musicrl or Hugging Face MusicGen)",
     )
     p.add_argument("--duration", type=float, default=8.0, help="seconds of audio (frames = duration x frame rate)")
-    p.add_argument("--num-samples", type=int, default=1, help="clips to generate (clip i uses seed + i)")
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        default=1,
+        help=f"clips to generate, 1 to {MAX_NUM_SAMPLES} (clip i uses seed + i; default 1)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="clips sampled at once; more clips are generated batch after batch and written as each batch "
+        "finishes, so memory stays bounded (default 16)",
+    )
     p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=250)
@@ -152,92 +166,104 @@ def _load(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from models.audio_io import atomic_write, wav_bytes
     from musicrl.best_of_n import best_of_n, describe
     from musicrl.rewards import build_reward
 
     params = _params(args)
-    if args.num_samples < 1:
-        raise InputError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if not 1 <= args.num_samples <= MAX_NUM_SAMPLES:
+        raise InputError(f"--num-samples must be from 1 to {MAX_NUM_SAMPLES}, got {args.num_samples}")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     weights = _reward_weights(args)
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} exists and is not a directory")
     gen = _load(args)
     # Every check of the request (prompt, duration within the model's maximum, parameters, reward), once,
     # before anything is generated or written.
-    plan = gen.plan([args.prompt], args.duration, params, seeds=args.seed, samples_per_prompt=args.num_samples)
+    batch = min(args.batch_size, args.num_samples)
+    plan = gen.plan([args.prompt], args.duration, params, seeds=args.seed, samples_per_prompt=batch)
     prompt, frames = plan.prompts[0], plan.frames
+    reward_info: dict = {}
     if weights is not None:  # sibling groups of a diversity reward = the N candidates of a clip
         reward, reward_info = build_reward(
             weights, gen.sample_rate, args.best_of, args.embedder or "", args.quality or "", args.reward_model or ""
         )
 
-    bar = tqdm(
-        total=frames + gen.lm.cfg.num_codebooks - 1, desc="generating", unit="step", file=sys.stderr, disable=None
-    )
-
-    def on_step(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    if weights is None:
-        out, best = gen.render(plan, on_step=on_step), None
-    else:
-        out = best = best_of_n(
-            gen, reward, [prompt], args.duration, params, args.seed, args.best_of, args.num_samples, on_step=on_step
-        )
-    bar.close()
-
+    starts = range(0, args.num_samples, batch)
+    steps = frames + gen.lm.cfg.num_codebooks - 1
+    bar = tqdm(total=steps * len(starts), desc="generating", unit="step", file=sys.stderr, disable=None)
     args.out.mkdir(parents=True, exist_ok=True)
-    for i in range(out.codes.shape[0]):
-        meta = {
-            "prompt": prompt,
-            "model": gen.name,
-            "checkpoint_hash": gen.checkpoint_hash,
-            "duration": frames / gen.frame_rate,
-            "requested_duration": args.duration,
-            "seed": out.seeds[i],
-            "cfg": params.cfg,
-            "temperature": params.temperature,
-            "top_k": params.top_k,
-            "top_p": params.top_p,
-            "greedy": params.greedy,
-            "sample_rate": gen.sample_rate,
-            "frame_rate": gen.frame_rate,
-            "codes_shape": list(out.codes[i].shape),
-            "num_samples": args.num_samples,
-            "index": i,
-        }
-        if "steer" in gen.meta:
-            meta["weights"] = gen.meta["steer"]
-        if best is not None:  # "seed" is the row's; the kept clip is plain generation with "chosen_seed"
-            meta.update(
-                best_of=args.best_of,
-                reward=describe(weights),
-                **reward_info,
-                candidate_seeds=candidate_seeds(out.seeds[i], args.best_of),
-                candidate_rewards=[None if math.isnan(r) else r for r in best.rewards[i].tolist()],  # NaN: not JSON
-                chosen=int(best.chosen[i]),
-                chosen_seed=best.chosen_seeds[i],
+    for start in starts:  # batch after batch: clip i always uses seed + i, whatever the batch size
+        count = min(batch, args.num_samples - start)
+
+        def on_step(done: int, total: int, offset: int = bar.n) -> None:
+            bar.update(offset + done - bar.n)
+
+        if weights is None:
+            chunk = gen.plan([args.prompt], args.duration, params, seeds=args.seed + start, samples_per_prompt=count)
+            out, best = gen.render(chunk, on_step=on_step), None
+        else:
+            out = best = best_of_n(
+                gen, reward, [prompt], args.duration, params, args.seed + start, args.best_of, count, on_step=on_step
             )
-        cid = clip_id(prompt, gen.checkpoint_hash, meta)  # before the measured cost: ids stay deterministic
-        meta["id"] = cid
-        if best is not None:
-            meta["cost"] = best.cost
-        if args.save_codes:
-            buf = io.BytesIO()
-            np.save(buf, out.codes[i].numpy().astype(np.int64))
-            atomic_write(args.out / f"{cid}.npy", buf.getvalue())
-        atomic_write(args.out / f"{cid}.wav", wav_bytes(out.audio[i], gen.sample_rate))
-        atomic_write(args.out / f"{cid}.json", (json.dumps(meta, indent=2) + "\n").encode())
-        print(args.out / f"{cid}.wav")
+        for i in range(count):
+            write_clip(args, gen, prompt, frames, params, out, best, i, start + i, weights, reward_info)
+    bar.close()
     if best is not None:
         c = best.cost
         print(
             f"best-of-{args.best_of} by {describe(weights)}: {c['forward_passes']} forward passes per clip "
             f"({args.best_of}x plain), "
             f"sampling {c['sample_s']:.2f} s, decoding {c['decode_s']:.2f} s, scoring {c['score_s']:.2f} s, "
-            f"total {c['total_s']:.2f} s for {c['clips']} clip(s)",
+            f"total {c['total_s']:.2f} s for {c['clips']} clip(s) of the last batch",
             file=sys.stderr,
         )
     return 0
+
+
+def write_clip(args, gen, prompt, frames, params, out, best, i, index, weights, reward_info) -> None:
+    """Row ``i`` of a batch, clip ``index`` of the command: WAV, JSON sidecar (and codes), atomically."""
+    from models.audio_io import atomic_write, wav_bytes
+    from musicrl.best_of_n import describe
+
+    meta = {
+        "prompt": prompt,
+        "model": gen.name,
+        "checkpoint_hash": gen.checkpoint_hash,
+        "duration": frames / gen.frame_rate,
+        "requested_duration": args.duration,
+        "seed": out.seeds[i],
+        "cfg": params.cfg,
+        "temperature": params.temperature,
+        "top_k": params.top_k,
+        "top_p": params.top_p,
+        "greedy": params.greedy,
+        "sample_rate": gen.sample_rate,
+        "frame_rate": gen.frame_rate,
+        "codes_shape": list(out.codes[i].shape),
+        "num_samples": args.num_samples,
+        "index": index,
+    }
+    if "steer" in gen.meta:
+        meta["weights"] = gen.meta["steer"]
+    if best is not None:  # "seed" is the row's; the kept clip is plain generation with "chosen_seed"
+        meta.update(
+            best_of=args.best_of,
+            reward=describe(weights),
+            **reward_info,
+            candidate_seeds=candidate_seeds(out.seeds[i], args.best_of),
+            candidate_rewards=[None if math.isnan(r) else r for r in best.rewards[i].tolist()],  # NaN: not JSON
+            chosen=int(best.chosen[i]),
+            chosen_seed=best.chosen_seeds[i],
+        )
+    cid = clip_id(prompt, gen.checkpoint_hash, meta)  # before the measured cost: ids stay deterministic
+    meta["id"] = cid
+    if best is not None:
+        meta["cost"] = best.cost
+    if args.save_codes:
+        buf = io.BytesIO()
+        np.save(buf, out.codes[i].numpy().astype(np.int64))
+        atomic_write(args.out / f"{cid}.npy", buf.getvalue())
+    atomic_write(args.out / f"{cid}.wav", wav_bytes(out.audio[i], gen.sample_rate))
+    atomic_write(args.out / f"{cid}.json", (json.dumps(meta, indent=2) + "\n").encode())
+    print(args.out / f"{cid}.wav")
