@@ -56,7 +56,7 @@ from models.audio_io import wav_bytes
 from models.errors import InputError
 from models.generator import GenerationPlan, MusicGenerator
 from models.sampling import SamplingParams
-from musicrl.best_of_n import best_of_n, candidate_seeds
+from musicrl.best_of_n import best_of_n
 
 __all__ = ["GeneratedAudio", "GeneratedClip", "GenerationRequest", "GenerationService", "ServiceError"]
 
@@ -390,11 +390,9 @@ class GenerationService:
                         max_rows=self.max_batch_rows, on_step=on_step)
         rows = []
         for i, seed in enumerate(plan.seeds):
-            chosen = int(out.chosen[i])
-            scores = [_finite_or_none(v) for v in out.rewards[i].tolist()]
-            seeds = candidate_seeds(seed, n)  # the keys of musicrl generate --best-of's clip JSON
-            picked = {"n": n, "reward": first.reward, "reward_value": scores[chosen], "candidate_rewards": scores,
-                      "candidate_seeds": seeds, "chosen": chosen, "chosen_seed": seeds[chosen], "cost": dict(out.cost)}
+            record = out.record(i)  # the keys of musicrl generate --best-of's clip JSON
+            picked = {"n": n, "reward": first.reward, "reward_value": record["candidate_rewards"][record["chosen"]],
+                      **record, "cost": dict(out.cost)}
             rows.append(GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seed, gen.checkpoint_hash, picked))
         return rows
 
@@ -447,7 +445,3 @@ class GenerationService:
         if self._worker.is_alive():
             self._worker.join(timeout=30)
 
-
-def _finite_or_none(value: float) -> float | None:
-    """A reward as stored: JSON has no NaN or infinity (a candidate the reward could not score: None)."""
-    return float(value) if math.isfinite(value) else None

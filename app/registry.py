@@ -97,6 +97,11 @@ def snap_lambda(lam: float) -> float:
     return round(round(float(lam) / LAMBDA_STEP) * LAMBDA_STEP, 2)
 
 
+def no_weights(weights: object) -> bool:
+    """None, {}, [] or "": no objective weights were sent (a steerable model then serves uniform w)."""
+    return weights is None or (isinstance(weights, Mapping | list | tuple | str) and not weights)
+
+
 def snap_weights(objectives: Sequence[str], weights: object) -> Weights:
     """Objective weights -> ((objective, w), ...) in ``objectives``' order: each given weight a number in
     [0, 1] rounded to the 0.05 grid, then scaled to sum 1 (6 decimals). ``weights``: {objective: weight}
@@ -104,7 +109,7 @@ def snap_weights(objectives: Sequence[str], weights: object) -> Weights:
     InputError (one line) for an unknown objective, a weight outside [0, 1], or all weights 0."""
     from app.validation import number
 
-    if weights is None or (isinstance(weights, Mapping | list | tuple | str) and not weights):
+    if no_weights(weights):
         weights = [1.0] * len(objectives)
     if isinstance(weights, Mapping):
         unknown = [name for name in weights if name not in objectives]
@@ -237,7 +242,7 @@ class ModelRegistry:
         entry = self.get(model_id)
         if entry.steerable:
             return snap_weights(self.objectives(model_id), weights)
-        if weights is None or (isinstance(weights, Mapping | list | tuple | str) and not weights):
+        if no_weights(weights):
             return None
         raise InputError(f"model {entry.id!r} is not steerable: send no objective weights for it")
 

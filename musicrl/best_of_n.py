@@ -19,6 +19,7 @@ Cost: N times the decoding forward passes of a plain clip, N decodes and N rewar
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -97,6 +98,15 @@ class BestOfNOutput:
         """The seed of each row's kept candidate: plain generation with it gives the same codes."""
         n = self.rewards.shape[1]
         return [candidate_seeds(s, n)[int(c)] for s, c in zip(self.seeds, self.chosen, strict=True)]
+
+    def record(self, row: int) -> dict:
+        """What a clip's JSON says of how row ``row`` was picked (``musicrl generate`` and the app write the
+        same keys): every candidate's seed and reward (a reward that is not a finite number, which JSON cannot
+        hold, as None), the kept candidate's index and seed."""
+        seeds = candidate_seeds(self.seeds[row], self.rewards.shape[1])
+        chosen = int(self.chosen[row])
+        rewards = [float(r) if math.isfinite(r) else None for r in self.rewards[row].tolist()]
+        return {"candidate_seeds": seeds, "candidate_rewards": rewards, "chosen": chosen, "chosen_seed": seeds[chosen]}
 
 
 def _pieces(rows: int, n: int, max_rows: int) -> list[list[tuple[int, int, int, int]]]:

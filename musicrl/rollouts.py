@@ -58,9 +58,15 @@ class Rollout:
     def num_prompts(self) -> int:
         return len(self.prompts) // self.samples_per_prompt
 
+    @property
+    def targets(self) -> Tensor:
+        """[N, K, S] the sampled codes on the delay pattern with padding set to 0 (a valid id, masked out of
+        every sum): what the losses index the logits with."""
+        return torch.where(self.mask, self.delayed, 0)
+
     def logprobs(self, logits: Tensor) -> Tensor:
         """[N, K, S, V] -> log-probabilities of the sampled codes [N, K, S], 0 at padding."""
-        lp = token_logprobs(logits, torch.where(self.mask, self.delayed, 0))
+        lp = token_logprobs(logits, self.targets)
         return lp * self.mask.to(lp.dtype)
 
     @property

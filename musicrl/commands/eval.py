@@ -338,12 +338,14 @@ def steer_weights(args: argparse.Namespace) -> list[dict[str, float]]:
     return [parse_weights(spec, "--weights") for spec in args.weights or []]
 
 
-def steered_points(path: str, label: str, gen, steering: list[dict[str, float]]) -> list[tuple[str, object]]:
-    """(label, generator) of each weight setting of a steerable model; [(label, gen)] for any other model."""
+def model_points(path: str, label: str, steering: list[dict[str, float]]) -> list[tuple[str, object]]:
+    """The model at ``path`` loaded once: (label, generator) of each weight setting of a steerable model, or
+    [(label, generator)] for any other model (or when no --weights are given)."""
+    from models.registry import load_generator
     from models.steerable import is_steerable, load_steerable, steered
 
     if not steering or not is_steerable(path):
-        return [(label, gen)]
+        return [(label, load_generator(path))]
     gen, steer = load_steerable(path)
     points = []
     for w in steering:
@@ -445,7 +447,6 @@ def run(args: argparse.Namespace) -> int:
 
     from evaluation.suite import evaluate_model, evaluate_real
     from models.audio_io import atomic_write, wav_bytes
-    from models.registry import load_generator
     from musicrl.corpus_data import load_split_audio
 
     # bad syntax fails before any generation
@@ -464,11 +465,10 @@ def run(args: argparse.Namespace) -> int:
     for item in args.models:
         label, sep, path = item.partition("=")
         path = path if sep else item
-        gen = load_generator(path)
-        label = label if sep else (gen.name if gen.name in ("default", "debug") else Path(item).name)
-        gen.num_frames(args.duration)
-        for point_label, point_gen in steered_points(path, label, gen, steering):
-            specs += settings(args, point_label, point_gen, weights, rewards)
+        label = label if sep else (path if path in ("default", "debug") else Path(item).name)
+        for point_label, gen in model_points(path, label, steering):
+            gen.num_frames(args.duration)
+            specs += settings(args, point_label, gen, weights, rewards)
     if steering and not any("weights" in spec.extra for spec in specs):
         raise InputError("--weights steers a steerable model (musicrl train clp, musicrl soup); none is given")
     kl_reference = load_kl_reference(args.kl_reference, specs)

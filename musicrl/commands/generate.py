@@ -10,7 +10,6 @@ import argparse
 import hashlib
 import io
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 from models.errors import InputError
 from models.generator import MAX_PROMPT_CHARS
 from models.sampling import SamplingParams
-from musicrl.best_of_n import MAX_BEST_OF, candidate_seeds
+from musicrl.best_of_n import MAX_BEST_OF
 from musicrl.rewards import TRAINING_REWARDS
 
 MAX_NUM_SAMPLES = 1000  # clips per command: generated --batch-size at a time, so memory does not grow with it
@@ -251,10 +250,7 @@ def write_clip(args, gen, prompt, frames, params, out, best, i, index, weights, 
             best_of=args.best_of,
             reward=describe(weights),
             **reward_info,
-            candidate_seeds=candidate_seeds(out.seeds[i], args.best_of),
-            candidate_rewards=[None if math.isnan(r) else r for r in best.rewards[i].tolist()],  # NaN: not JSON
-            chosen=int(best.chosen[i]),
-            chosen_seed=best.chosen_seeds[i],
+            **best.record(i),
         )
     cid = clip_id(prompt, gen.checkpoint_hash, meta)  # before the measured cost: ids stay deterministic
     meta["id"] = cid

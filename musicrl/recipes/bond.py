@@ -63,7 +63,7 @@ from musicrl.policy_training import (
     validate_keeping_best,
     validation_records,
 )
-from musicrl.rollouts import Rollout, draw_batch, sample_rollout
+from musicrl.rollouts import draw_batch, sample_rollout
 from musicrl.train_state import JsonlLog, optimizer_step, resume_or_start, start_run
 from musicrl.value_model import ema_update
 
@@ -194,11 +194,6 @@ def next_batch(state: State) -> Batch:
     return Batch(*draw_batch(state.captions, cfg.seed, state.step, cfg.prompts_per_step, GROUP, state.dist.shard))
 
 
-def _targets(rollout: Rollout) -> torch.Tensor:
-    """The sampled codes on the delay pattern with padding set to 0 (a valid id; masked out of every sum)."""
-    return torch.where(rollout.mask, rollout.delayed, 0)
-
-
 def step(state: State, batch: Batch) -> dict[str, float]:
     """One J-BOND update (the module docstring's steps 1–5)."""
     cfg, gen = state.cfg, state.gen
@@ -218,7 +213,7 @@ def step(state: State, batch: Batch) -> dict[str, float]:
     r_policy, r_anchor = r[:, 0], r[:, 1:]
 
     pick = torch.arange(b, device=codes.device) * 2 + better_anchor(r_anchor).to(codes.device)  # [B] rows of anchors
-    chosen_inputs, chosen_targets, chosen_mask = anchors.inputs[pick], _targets(anchors)[pick], anchors.mask[pick]
+    chosen_inputs, chosen_targets, chosen_mask = anchors.inputs[pick], anchors.targets[pick], anchors.mask[pick]
     gen.lm.eval()  # the loss sees the policy that sampled (no dropout)
     # one policy forward over [y_0, y'_0, y_1, y'_1, ...]: row b's two sequences share prompt b's text
     both = state.policy(torch.stack([ys.inputs, chosen_inputs], 1).flatten(0, 1), ys.text.repeat_rows(2))
@@ -226,15 +221,14 @@ def step(state: State, batch: Batch) -> dict[str, float]:
     with torch.no_grad():
         anchor_logits = state.anchor(ys.inputs, ys.text)
         reference_logits = state.reference(ys.inputs, ys.text)
-    targets = _targets(ys)
-    policy_lp = ys.logprobs(policy_logits.detach()).flatten(1).sum(1)
+        policy_lp = ys.logprobs(policy_logits.detach()).flatten(1).sum(1)
     anchor_lp = ys.logprobs(anchor_logits).flatten(1).sum(1)
     r_bw = jbond_reward(r_policy, r_anchor)
     returns = jbond_returns(r_bw, policy_lp, anchor_lp)
     everyone = state.dist.gather_rows(returns)  # the global batch's returns, in rank order
     mine = slice(state.dist.rank * b, (state.dist.rank + 1) * b)
     advantages = leave_one_out_advantages(everyone, everyone.numel())[mine]
-    out = jbond_loss(policy_logits, anchor_logits, targets, ys.mask, advantages, forward_logits, chosen_targets,
+    out = jbond_loss(policy_logits, anchor_logits, ys.targets, ys.mask, advantages, forward_logits, chosen_targets,
                      chosen_mask, cfg.beta, cfg.gamma)
     grad_norm = optimizer_step(state.opt, out.loss, [p for p in gen.lm.parameters() if p.requires_grad],
                                cfg.grad_clip)

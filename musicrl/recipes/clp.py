@@ -188,9 +188,8 @@ def step(state: State, batch: Batch) -> dict[str, float]:
     rollout = score_rollout(rollout, policy=state.policy, reference=state.reference)
     baseline = reward - leave_one_out_advantages(reward, cfg.samples_per_prompt)
     values = baseline[:, None, None].expand(rollout.mask.shape).float()
-    tokens = torch.where(rollout.mask, rollout.delayed, 0)
-    out = kl_regularised_reinforce_loss(rollout.policy_logits, rollout.reference_logits, tokens, reward, values,
-                                        rollout.mask, cfg.alpha, 0.0)
+    out = kl_regularised_reinforce_loss(rollout.policy_logits, rollout.reference_logits, rollout.targets, reward,
+                                        values, rollout.mask, cfg.alpha, 0.0)
     grad_norm = optimizer_step(state.opt, out.loss, state.steer.trainable_parameters(), cfg.grad_clip,
                                after_backward=state.steer.route_gradients)
     with torch.no_grad():

@@ -265,9 +265,8 @@ def step(state: State, batch: Batch) -> dict[str, float]:
     else:
         baseline = reward - leave_one_out_advantages(reward, cfg.samples_per_prompt)
         values, value_coef = baseline[:, None, None].expand(rollout.mask.shape).float(), 0.0
-    tokens = torch.where(rollout.mask, rollout.delayed, 0)
-    out = kl_regularised_reinforce_loss(rollout.policy_logits, anchor_logits, tokens, reward, values, rollout.mask,
-                                        cfg.alpha, value_coef)
+    out = kl_regularised_reinforce_loss(rollout.policy_logits, anchor_logits, rollout.targets, reward, values,
+                                        rollout.mask, cfg.alpha, value_coef)
     params_ = [p for group in state.opt.param_groups for p in group["params"]]
     grad_norm = optimizer_step(state.opt, out.loss, params_, cfg.grad_clip)
     if cfg.kl_anchor == "ema":
