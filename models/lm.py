@@ -271,6 +271,33 @@ class AudioLM(nn.Module):
         return DecodeCache(self_k, self_v, cross_k, cross_v, mask, num_cond)
 
     @torch.no_grad()
+    def prefill(self, tokens: torch.Tensor, cache: DecodeCache) -> None:
+        """Positions 0..P-1 in one pass, filling the cache as P calls of :meth:`step` would (no logits:
+        continuation forces every code of those steps). Null rows (after ``cache.num_cond``) skip
+        cross-attention, as in ``step``.
+
+        Args:
+            tokens: [B, K, P] inputs at positions 0..P-1 (``models.delay.lm_inputs`` of the forced steps).
+        """
+        cfg = self.cfg
+        b, _, p = tokens.shape
+        if p > cache.self_k[0].shape[2]:
+            raise ValueError(f"{p} prefill steps exceed the cache's {cache.self_k[0].shape[2]}")
+        heads, hd, n = cfg.num_heads, cfg.dim // cfg.num_heads, cache.num_cond
+        x = self._embed(tokens, 0)
+        for i, layer in enumerate(self.layers):
+            q, k, v = layer.self_attn.qkv(layer.self_norm(x)).view(b, p, 3, heads, hd).permute(2, 0, 3, 1, 4)
+            cache.self_k[i][:, :, :p] = k
+            cache.self_v[i][:, :, :p] = v
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + layer.self_attn.out(y.transpose(1, 2).reshape(b, p, -1))
+            if n:
+                h = layer.cross_norm(x[:n])
+                x = torch.cat([x[:n] + layer.cross_attn.attend(h, cache.cross_k[i], cache.cross_v[i],
+                                                               cache.cross_mask), x[n:]])
+            x = x + layer.mlp(x)
+
+    @torch.no_grad()
     def step(self, tokens: torch.Tensor, pos: int, cache: DecodeCache) -> torch.Tensor:
         """One decoding step.
 
