@@ -200,3 +200,32 @@ def test_plans_with_prompts_concatenate(debug_gen):
     assert torch.equal(both.codes[1:], debug_gen.sample(two).codes)
     with pytest.raises(ValueError):
         generator.GenerationPlan.concat([one, debug_gen.plan(["x"], 0.4, PARAMS)])
+
+
+@pytest.mark.parametrize("gamma", [1.0, 3.0])
+def test_greedy_continuation_matches_transformers(gamma, tiny_hf_model, tiny_hf_dir):
+    """transformers' MusicGen continuing an audio prompt (``decoder_input_ids`` = start + prompt codes, which
+    its generate lays out with the delay pattern) and ours give the same greedy codes, with and without CFG."""
+    from models.hf_musicgen import load_hf_musicgen
+
+    hf, tokenizer = tiny_hf_model
+    ours = load_hf_musicgen(tiny_hf_dir)
+    prompt = ours.encode_audio(tone(0.3, 8000), 8000)
+    captured, decode = {}, hf.audio_encoder.decode
+
+    def spy(codes, *args, **kwargs):
+        captured["codes"] = codes
+        return decode(codes, *args, **kwargs)
+
+    hf.audio_encoder.decode = spy
+    try:
+        start = torch.full((1, 4, 1), 64)
+        hf.generate(**tokenizer(["calm piano"], return_tensors="pt"), do_sample=False, guidance_scale=gamma,
+                    decoder_input_ids=torch.cat([start, prompt[None]], -1).reshape(4, -1),
+                    max_new_tokens=20 - prompt.shape[1] + 3)
+    finally:
+        hf.audio_encoder.decode = decode
+    theirs = captured["codes"][0]
+    plan = ours.plan(["calm piano"], theirs.shape[-1] / ours.frame_rate, SamplingParams(cfg=gamma, greedy=True),
+                     prompt_codes=prompt)
+    assert torch.equal(ours.sample(plan).codes, theirs)
