@@ -79,3 +79,45 @@ class TokenData:
             states[j, : s.shape[0]] = s
             mask[j, : s.shape[0]] = True
         return TextStates(states.to(device), mask.to(device))
+
+
+def component_fingerprint(component) -> str:
+    """sha256 (16 hex digits) of a codec's or text conditioner's weights (its state dict, keys in order), or
+    of its description when it carries none (a packaged encoder known by name): two codecs with one
+    configuration but other weights make other codes."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(component.describe(), sort_keys=True).encode())
+    if isinstance(component, torch.nn.Module):
+        for key, value in sorted(component.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def model_identity(gen) -> dict:
+    """What token data records of the ``MusicGenerator`` that made it (``musicrl data import``): the model's
+    name and checkpoint hash (provenance) and its codec and text encoder (what the tokens depend on)."""
+    return {
+        "name": gen.name,
+        "checkpoint_hash": gen.checkpoint_hash,
+        "codec": gen.codec.describe(),
+        "codec_fingerprint": component_fingerprint(gen.codec),
+        "text_encoder": gen.conditioner.describe(),
+        "text_encoder_fingerprint": component_fingerprint(gen.conditioner),
+    }
+
+
+def check_data_model(meta: dict, gen, data_path: str | Path = "the data") -> None:
+    """Refuse (InputError) token data that ``gen`` cannot train on: made with another codec or text encoder
+    (described in ``meta["model"]`` by ``musicrl data import``; ``musicrl train lm-data`` data by the
+    descriptions alone). The LM weights may differ: a finetuned model keeps its init's codec and encoder."""
+    made = meta.get("model") or {"codec": meta.get("codec"), "text_encoder": meta.get("text_encoder")}
+    mine = model_identity(gen)
+    keys = [k for k in ("codec", "codec_fingerprint", "text_encoder", "text_encoder_fingerprint") if k in made]
+    differs = [k for k in keys if made[k] != mine[k]]
+    if not keys or made.get("codec") is None or differs:
+        what = f"{differs[0].replace('_', ' ')} differs" if differs else "it records no codec"
+        source = made.get("name", "another model")
+        raise InputError(f"{data_path} was tokenised with {source} and cannot train {gen.name} ({what}); "
+                         f"import the audio again with --model {gen.name}")

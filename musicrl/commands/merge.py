@@ -3,6 +3,10 @@
 Methods (ALGORITHMS §2, §5): ``lerp`` (1 - lam) A + lam B; ``slerp`` per-tensor SLERP of the task
 vectors A - INIT and B - INIT (needs --init); with --init and --eta, LITI moves the result toward INIT:
 (1 - eta) INIT + eta merged. The app's quality/diversity slider calls the same ``models.merge`` functions.
+
+When B is a LoRA adapter directory (``musicrl train lm init=A lora.rank=R`` writes OUT/adapter), the result
+is A + lam * (the adapter's delta), lam 1 by default; the adapter must have been trained on A (same
+checkpoint hash).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from models.errors import InputError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("merge", help="interpolate the weights of two checkpoints (LERP, SLERP of task vectors, LITI)")
     p.add_argument("a", help="checkpoint A (lam = 0)")
-    p.add_argument("b", help="checkpoint B (lam = 1)")
-    p.add_argument("--lam", type=float, required=True, help="interpolation weight in [0, 1]")
+    p.add_argument("b", help="checkpoint B (lam = 1), or a LoRA adapter directory trained on A")
+    p.add_argument("--lam", type=float, default=None,
+                   help="interpolation weight in [0, 1] (required for two checkpoints); with an adapter, "
+                   "the share of its delta in [0, 2] (default 1)")
     p.add_argument("--method", choices=("lerp", "slerp"), default="lerp")
     p.add_argument("--init", default=None, help="the shared initial checkpoint (for slerp and --eta)")
     p.add_argument("--eta", type=float, default=None, help="LITI: move the merge toward --init, 1 = no move")
@@ -47,7 +53,12 @@ def merge_states(
 def run(args: argparse.Namespace) -> int:
     from models.checkpoint import save_checkpoint
     from models.registry import load_generator
+    from musicrl.lora import is_adapter_dir
 
+    if is_adapter_dir(args.b):
+        return run_adapter(args)
+    if args.lam is None:
+        raise InputError("--lam is required to merge two checkpoints")
     if not 0.0 <= args.lam <= 1.0:
         raise InputError(f"--lam must be in [0, 1], got {args.lam}")
     if args.eta is not None and not 0.0 <= args.eta <= 1.0:
@@ -81,5 +92,32 @@ def run(args: argparse.Namespace) -> int:
     }
     gen_a.cfg_free = gen_a.cfg_free and gen_b.cfg_free
     save_checkpoint(gen_a, args.out, lineage=lineage)
+    print(args.out)
+    return 0
+
+
+def run_adapter(args: argparse.Namespace) -> int:
+    """A + lam * adapter delta, written as a musicrl checkpoint (lineage: A's hash and the adapter)."""
+    from models.checkpoint import save_checkpoint
+    from models.registry import load_generator
+    from musicrl.lora import load_adapter, merge_adapter
+
+    lam = 1.0 if args.lam is None else args.lam
+    if not 0.0 <= lam <= 2.0:
+        raise InputError(f"--lam must be in [0, 2] with an adapter, got {lam}")
+    if args.method != "lerp" or args.init is not None or args.eta is not None:
+        raise InputError("--method slerp, --init and --eta apply to two checkpoints, not to an adapter")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} exists and is not a directory")
+    adapter = load_adapter(args.b)
+    base = load_generator(args.a)
+    if adapter.base_hash != base.checkpoint_hash:
+        raise InputError(f"the adapter {args.b} was trained on {adapter.base_model} ({adapter.base_hash}), "
+                         f"not on {args.a} ({base.checkpoint_hash})")
+    base.lm.load_state_dict(merge_adapter(base.lm, adapter, lam))
+    lineage = {"parents": [base.checkpoint_hash], "step": 0, "recipe": "merge",
+               "merge": {"method": "lora", "lam": lam, "a": args.a, "adapter": str(args.b),
+                         "lora": adapter.config["musicrl"]["lora"]}}
+    save_checkpoint(base, args.out, lineage=lineage)
     print(args.out)
     return 0
