@@ -44,7 +44,7 @@ BAD = [
     (["generate", "x" * 1001, "--model", "debug"], "maximum"),
     (["generate", "ok", "--model", "debug", "--duration", "0"], "duration"),
     (["generate", "ok", "--model", "debug", "--duration", "-2"], "duration"),
-    (["generate", "ok", "--model", "debug", "--duration", "11"], "maximum"),
+    (["generate", "ok", "--model", "debug", "--duration", "301"], "long-form maximum"),
     (["generate", "ok", "--model", "debug", "--cfg", "-1"], "cfg"),
     (["generate", "ok", "--model", "debug", "--temperature", "-0.5"], "temperature"),
     (["generate", "ok", "--model", "debug", "--top-k", "0"], "top-k"),

@@ -18,6 +18,7 @@ import numpy as np
 
 from models.errors import InputError
 from models.generator import MAX_PROMPT_CHARS
+from models.long_form import MAX_LONG_DURATION
 from models.sampling import SamplingParams
 from musicrl.best_of_n import MAX_BEST_OF
 from musicrl.rewards import TRAINING_REWARDS
@@ -37,7 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="default",
         help="'default', 'debug', or a checkpoint directory (musicrl or Hugging Face MusicGen)",
     )
-    p.add_argument("--duration", type=float, default=8.0, help="seconds of audio (frames = duration x frame rate)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=8.0,
+        help="seconds of audio (frames = duration x frame rate; default 8); beyond the model's maximum it is made "
+        f"in sliding windows (--extend-stride), up to {MAX_LONG_DURATION:g} s; with --continue it counts the prompt",
+    )
     p.add_argument(
         "--num-samples",
         type=int,
@@ -100,6 +107,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SPEC",
         help="steer a steerable model (musicrl train clp, musicrl soup) to these objective weights, e.g. "
         "adherence=0.7,quality=0.3 (normalised to sum 1; default: the model's uniform weights)",
+    )
+    p.add_argument(
+        "--continue",
+        dest="continue_from",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="continue this clip (WAV/FLAC/MP3/OGG, at most the model's maximum duration less one frame): the "
+        "output starts with its own samples and codes, and --duration counts it (total length; default: none)",
+    )
+    p.add_argument(
+        "--extend-stride",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"a --duration beyond the model's maximum (up to {MAX_LONG_DURATION:g} s) is made in windows of the "
+        "maximum, each keeping the last (maximum - S) seconds of the one before as its prompt and adding S new "
+        "seconds; S from one frame to the maximum less one frame (default: 0.6 x the maximum, audiocraft's 18 of 30 s)",
     )
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.set_defaults(func=run)
@@ -177,11 +202,15 @@ def run(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} exists and is not a directory")
     gen = _load(args)
+    audio_prompt, extra = _continuation(args, gen, weights)
     # Every check of the request (prompt, duration within the model's maximum, parameters, reward), once,
     # before anything is generated or written.
     batch = min(args.batch_size, args.num_samples)
-    plan = gen.plan([args.prompt], args.duration, params, seeds=args.seed, samples_per_prompt=batch)
+    long = dict(prompt_codes=None if audio_prompt is None else audio_prompt.codes, long_form=weights is None,
+                extend_stride=args.extend_stride)
+    plan = gen.plan([args.prompt], args.duration, params, seeds=args.seed, samples_per_prompt=batch, **long)
     prompt, frames = plan.prompts[0], plan.frames
+    extra.update(_long_form_meta(gen, plan))
     reward_info: dict = {}
     if weights is not None:  # sibling groups of a diversity reward = the N candidates of a clip
         reward, reward_info = build_reward(
@@ -189,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     starts = range(0, args.num_samples, batch)
-    steps = frames + gen.lm.cfg.num_codebooks - 1
+    steps = plan.steps(gen.lm.cfg.num_codebooks)  # every sliding window's steps
     bar = tqdm(total=steps * len(starts), desc="generating", unit="step", file=sys.stderr, disable=None)
     args.out.mkdir(parents=True, exist_ok=True)
     for start in starts:  # batch after batch: clip i always uses seed + i, whatever the batch size
@@ -199,14 +228,17 @@ def run(args: argparse.Namespace) -> int:
             bar.update(offset + done - bar.n)
 
         if weights is None:
-            chunk = gen.plan([args.prompt], args.duration, params, seeds=args.seed + start, samples_per_prompt=count)
+            chunk = gen.plan([args.prompt], args.duration, params, seeds=args.seed + start, samples_per_prompt=count,
+                             **long)
             out, best = gen.render(chunk, on_step=on_step), None
+            if audio_prompt is not None:  # the prompt's own samples at the start
+                out.audio = _join(audio_prompt, out.audio)
         else:
             out = best = best_of_n(
                 gen, reward, [prompt], args.duration, params, args.seed + start, args.best_of, count, on_step=on_step
             )
         for i in range(count):
-            write_clip(args, gen, prompt, frames, params, out, best, i, start + i, weights, reward_info)
+            write_clip(args, gen, prompt, frames, params, out, best, i, start + i, weights, reward_info, extra)
     bar.close()
     if best is not None:
         c = best.cost
@@ -220,7 +252,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_clip(args, gen, prompt, frames, params, out, best, i, index, weights, reward_info) -> None:
+def _continuation(args: argparse.Namespace, gen, weights) -> tuple:
+    """--continue FILE read as the model's prompt (or None), and what the sidecar says about it."""
+    from musicrl.continuation import read_prompt
+
+    if args.continue_from is None:
+        return None, {}
+    if weights is not None:
+        raise InputError("--continue does not combine with --best-of / --reward")
+    audio_prompt = read_prompt(gen, args.continue_from)
+    return audio_prompt, {"continuation": audio_prompt.record()}
+
+
+def _long_form_meta(gen, plan) -> dict:
+    from musicrl.continuation import long_form_record
+
+    record = long_form_record(gen, plan)
+    return {"long_form": record} if record else {}
+
+
+def _join(audio_prompt, audio):
+    from musicrl.continuation import join_prompt
+
+    return join_prompt(audio_prompt, audio)
+
+
+def write_clip(args, gen, prompt, frames, params, out, best, i, index, weights, reward_info, extra=None) -> None:
     """Row ``i`` of a batch, clip ``index`` of the command: WAV, JSON sidecar (and codes), atomically."""
     from models.audio_io import atomic_write, wav_bytes
     from musicrl.best_of_n import describe
@@ -243,6 +300,7 @@ def write_clip(args, gen, prompt, frames, params, out, best, i, index, weights, 
         "num_samples": args.num_samples,
         "index": index,
     }
+    meta.update(extra or {})  # continuation: the prompt file; long_form: the sliding windows
     if "steer" in gen.meta:
         meta["weights"] = gen.meta["steer"]
     if best is not None:  # "seed" is the row's; the kept clip is plain generation with "chosen_seed"
