@@ -76,7 +76,7 @@ def serve(
     """
     if torch_threads is not None:
         if torch_threads < 1:
-            raise InputError(f"--torch-threads must be >= 1, got {torch_threads}")
+            raise InputError(f"--threads must be >= 1, got {torch_threads}")
         import torch
 
         torch.set_num_threads(torch_threads)

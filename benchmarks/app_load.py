@@ -187,7 +187,7 @@ def throughput(args: argparse.Namespace, work: Path) -> list[str]:
         data = work / f"throughput-batch{max_batch}" / "data"
         data.mkdir(parents=True)
         server = Server(data, free_port(), "--registry", str(registry), "--max-batch", str(max_batch),
-                        "--torch-threads", str(args.torch_threads), "--no-rate-limits")
+                        "--threads", str(args.torch_threads), "--no-rate-limits")
         server.start()
         try:
             for model in args.models:
@@ -202,7 +202,7 @@ def throughput(args: argparse.Namespace, work: Path) -> list[str]:
     lines = ["## Throughput: batched vs unbatched generation", "",
              f"Each user has its own session and sends {args.requests} timed `generate` calls, one after the other; "
              f"each call is one {args.duration:g} s clip (CFG 3, top-k 250), different prompts and seeds, the same "
-             "model and parameters. The server ran with `--torch-threads "
+             "model and parameters. The server ran with `--threads "
              f"{args.torch_threads}`. Latency = one `predict` call as the client sees it. Models: `debug` (the tiny "
              "random debug LM, 42k parameters: a request is mostly web-server overhead), `lm34m` (a random "
              "34M-parameter LM, dim 512 x 8 layers, with the debug conditioner and codec: decoding dominates) and "
@@ -389,7 +389,7 @@ def probe_bad_inputs(url: str, c, data_dir: Path) -> list[tuple[str, str]]:
 
 def reliability(args: argparse.Namespace, work: Path) -> list[str]:
     gate_args = ("--registry", str(write_registry(work)), "--arena-duration", str(args.arena_duration),
-                 "--min-listen", "5", "--torch-threads", str(args.torch_threads), "--no-rate-limits")
+                 "--min-listen", "5", "--threads", str(args.torch_threads), "--no-rate-limits")
     lines = [f"## Reliability: {args.raters} concurrent scripted raters", ""]
     # Phase 1: load + bad inputs, no crash.
     data = work / "reliability-1" / "data"
@@ -468,7 +468,7 @@ def header(args: argparse.Namespace) -> list[str]:
     load = os.getloadavg()
     return ["# App benchmarks (loopback, scripted gradio_client users)", "",
             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-            f"{torch.__version__} (server: `--torch-threads {args.torch_threads}`), gradio {gradio.__version__}, "
+            f"{torch.__version__} (server: `--threads {args.torch_threads}`), gradio {gradio.__version__}, "
             "Python "
             f"{platform.python_version()}. Load average when the run started: {load[0]:.1f} (other jobs were "
             "running on this machine, so absolute times are noisy; batched and unbatched runs were measured "
@@ -488,7 +488,7 @@ def main() -> int:
     parser.add_argument("--votes", type=int, default=2, help="acknowledged votes each rater aims for")
     parser.add_argument("--kill-after", type=int, default=30, help="acknowledged votes before the kill -9")
     parser.add_argument("--deadline", type=float, default=420.0, help="seconds each rater phase may take")
-    parser.add_argument("--torch-threads", type=int, default=1, help="the server's --torch-threads")
+    parser.add_argument("--torch-threads", type=int, default=1, help="the server's --threads")
     parser.add_argument("--out", type=Path, default=None, help="write the markdown report here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="musicrl-app-bench-"))

@@ -22,6 +22,21 @@ def wav_bytes(audio: torch.Tensor | np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
+PEAK_CEILING = 0.99  # -0.09 dBFS: decoded audio louder than this is scaled down, never clipped
+
+
+def peak_normalize(audio: torch.Tensor, ceiling: float = PEAK_CEILING) -> tuple[torch.Tensor, torch.Tensor]:
+    """audio [N, C, S] -> (audio scaled so no row's peak exceeds ``ceiling``, gains [N]).
+
+    A row whose peak is within the ceiling is left as it is (gain 1: quiet clips are not boosted); a louder
+    row is scaled as a whole by ceiling / peak, so its waveform keeps its shape instead of being clipped.
+    Non-finite samples are set to 0 first."""
+    audio = torch.nan_to_num(audio.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    peaks = audio.abs().flatten(1).amax(dim=1) if audio.numel() else torch.zeros(audio.shape[0])
+    gains = torch.where(peaks > ceiling, ceiling / peaks.clamp_min(1e-12), torch.ones_like(peaks))
+    return audio * gains[:, None, None], gains
+
+
 def atomic_write(path: str | Path, data: bytes, mode: int = 0o644) -> Path:
     """Write ``data`` to ``path`` through a temp file (flushed to disk) + rename, so a crash leaves the
     old file or the new one, never half a file; the file gets permissions ``mode``."""

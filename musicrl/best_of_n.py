@@ -92,6 +92,7 @@ class BestOfNOutput:
     rewards: Tensor
     chosen: Tensor
     cost: dict
+    gains: Tensor | None = None  # [R]: the kept candidates' peak-normalisation factors
 
     @property
     def chosen_seeds(self) -> list[int]:
@@ -150,9 +151,9 @@ def best_of_n(
     total_steps = steps * sum(len(group) for group in groups)
     timing = {"sample_s": 0.0, "decode_s": 0.0, "score_s": 0.0}
     done = 0
-    audio, codes, rewards, chosen = [], [], [], []
+    audio, codes, rewards, chosen, gains = [], [], [], [], []
     for group in groups:
-        g_audio, g_codes = [], []
+        g_audio, g_codes, g_gains = [], [], []
         for r0, r1, c0, c1 in group:
             piece = gen.plan(
                 [row_prompts[r] for r in range(r0, r1)],
@@ -170,12 +171,14 @@ def best_of_n(
             sampled = gen.sample(piece, on_step=progress)
             timing["sample_s"] += time.perf_counter() - t
             t = time.perf_counter()
-            g_audio.append(gen.decode(sampled.codes))
+            decoded, decoded_gains = gen.decode_with_gains(sampled.codes)
+            g_audio.append(decoded)
+            g_gains.append(decoded_gains)
             timing["decode_s"] += time.perf_counter() - t
             g_codes.append(sampled.codes)
             done += steps
         r0, r1 = group[0][0], group[0][1]
-        g_audio, g_codes = torch.cat(g_audio), torch.cat(g_codes)  # [(r1 - r0) * N, ...], prompt-major
+        g_audio, g_codes, g_gains = torch.cat(g_audio), torch.cat(g_codes), torch.cat(g_gains)  # prompt-major
         g_prompts = [row_prompts[r] for r in range(r0, r1) for _ in range(n)]
         t = time.perf_counter()
         scores = torch.as_tensor(reward(g_prompts, g_audio[:, 0], g_codes)).detach().float().cpu()
@@ -187,6 +190,7 @@ def best_of_n(
         keep = torch.arange(r1 - r0) * n + best
         audio.append(g_audio[keep.to(g_audio.device)])
         codes.append(g_codes[keep.to(g_codes.device)])
+        gains.append(g_gains[keep.to(g_gains.device)])
         rewards.append(scores)
         chosen.append(best)
     cost = {
@@ -205,6 +209,7 @@ def best_of_n(
         torch.cat(rewards),
         torch.cat(chosen),
         cost,
+        torch.cat(gains),
     )
 
 

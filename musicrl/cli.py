@@ -9,7 +9,59 @@ import sys
 from models.errors import InputError
 
 # Subcommand modules under musicrl.commands; each has register(subparsers) and sets `func`.
-COMMANDS = ("generate", "data", "train", "eval", "merge", "soup", "plot", "bench", "app", "prefs", "panel", "loop")
+COMMANDS = (
+    "generate", "data", "train", "eval", "merge", "soup", "export", "plot", "bench", "app", "prefs", "panel", "loop"
+)
+# Commands that run models: each of their (sub)commands takes --threads (models.runtime.default_threads).
+LIGHT = ("plot", "prefs")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already names it (or there is none to show:
+    a flag, a required option, no default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.required or any(default is v for v in (None, False, argparse.SUPPRESS))
+                or isinstance(action, argparse._StoreConstAction) or "default" in text.lower()):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        if shown == "":
+            return text
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    """``parser`` and every parser under its subcommands."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                yield from _parsers(child)
+
+
+def _leaves(parser: argparse.ArgumentParser):
+    """The parsers that run something: ``parser`` itself, or the leaves under its subcommands."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield parser
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+            yield from _leaves(child)
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    from models.runtime import cpu_count, default_threads
+
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"torch CPU threads, >= 1 (default: {default_threads()} on this machine's {cpu_count()} core(s); "
+        "see docs/BENCHMARKS.md, Threads)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+        if name not in LIGHT:
+            for leaf in _leaves(sub.choices[name]):
+                add_threads(leaf)
+    for each in _parsers(parser):
+        each.formatter_class = HelpFormatter
     return parser
 
 
@@ -37,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if hasattr(args, "threads"):
+            from models.runtime import set_threads
+
+            if args.threads is not None and args.threads < 1:
+                raise InputError(f"--threads must be >= 1, got {args.threads}")
+            args.threads = set_threads(args.threads)
         return int(args.func(args) or 0)
     except InputError as err:
         print(f"musicrl {args.command}: error: {err}", file=sys.stderr)

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "generate, new_pair, vote, leaderboard and models (see README). The registry "
                                    "file is re-read when it changes, so models can be added while it runs.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="TCP port, 1..65535")
     p.add_argument("--db", default=None,
                    help="database URL: sqlite:///FILE or postgresql+psycopg://USER:PASS@HOST:PORT/DB "
                         "(default: SQLite in WAL mode under --data-dir)")
@@ -53,8 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reward-model", default="",
                    help="a preference reward model directory (musicrl train reward-model): adds the 'preference' "
                         "reward to best-of-N")
-    p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch intra-op threads for generation (default: torch's choice, one per core)")
     p.set_defaults(func=run)
 
 
@@ -72,5 +70,5 @@ def run(args: argparse.Namespace) -> int:
           arena_duration=args.arena_duration, limits=RateLimits.unlimited() if args.no_rate_limits else None,
           trust_forwarded_for=args.trust_forwarded_for, repeat_share=args.repeat_share,
           scorers=BestOfScorers(args.embedder, args.quality, args.reward_model, max_n=args.max_best_of),
-          torch_threads=args.torch_threads, block=True)
+          torch_threads=args.threads, block=True)
     return 0

@@ -22,36 +22,61 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks (ratios against a baseline measured in the same run)")
     which = p.add_subparsers(dest="bench", required=True)
     s = which.add_parser("sampler", help="our decoding vs transformers' MusicGen generate on the same weights")
-    s.add_argument("--sizes", type=_list(str), default=["5M", "40M", "musicgen-small"])
-    s.add_argument("--batches", type=_list(int), default=[1, 8])
-    s.add_argument("--cfgs", type=_list(float), default=[1.0, 3.0])
+    s.add_argument("--sizes", type=_list(str), default=["5M", "40M", "musicgen-small"],
+                   help="random LM sizes to time, comma-separated")
+    s.add_argument("--batches", type=_list(int), default=[1, 8], help="batch sizes, comma-separated")
+    s.add_argument(
+        "--cfgs", type=_list(float), default=[1.0, 3.0],
+        help="guidance scales (1 = no CFG), comma-separated",
+    )
     s.add_argument("--frames", type=int, default=50, help="frames per clip (50 = 1 s at 50 Hz)")
-    s.add_argument("--repeats", type=int, default=3)
+    s.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
     s.add_argument("--out", type=Path, default=None, help="write sampler.jsonl and sampler.md here")
-    s.add_argument("--threads", type=int, default=0, help="torch threads for both implementations (0 = default)")
     s.set_defaults(func=run_sampler)
     r = which.add_parser("rtf", help="seconds to generate one clip at batch 1 and the real-time factor")
-    r.add_argument("--model", default="default")
-    r.add_argument("--duration", type=float, default=8.0)
-    r.add_argument("--cfg", type=float, default=3.0)
-    r.add_argument("--repeats", type=int, default=3)
-    r.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    r.add_argument("--model", default="default", help="registry name or checkpoint directory")
+    r.add_argument("--duration", type=float, default=8.0, help="seconds of audio (at most the model's maximum)")
+    r.add_argument("--cfg", type=float, default=3.0, help="guidance scale (1 = no CFG)")
+    r.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
     r.set_defaults(func=run_rtf)
     c = which.add_parser("cfg", help="clips/s of a CFG-free (distilled) model vs the base model with CFG")
     c.add_argument("--model", default="default", help="the base model (sampled with --cfg)")
     c.add_argument("--distilled", default=None, help="a distilled checkpoint (default: the base weights without CFG)")
-    c.add_argument("--batches", type=_list(int), default=[1, 2, 4, 8, 16])
-    c.add_argument("--duration", type=float, default=2.0)
-    c.add_argument("--cfg", type=float, default=3.0)
-    c.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    c.add_argument("--batches", type=_list(int), default=[1, 2, 4, 8, 16], help="batch sizes, comma-separated")
+    c.add_argument("--duration", type=float, default=2.0, help="seconds per clip")
+    c.add_argument("--cfg", type=float, default=3.0, help="the base model's guidance scale")
     c.set_defaults(func=run_cfg)
+    t = which.add_parser("threads", help="generation time at several torch thread counts, as ratios to one thread "
+                         "(the measurement behind --threads' default)")
+    t.add_argument("--model", default="default", help="model to generate with (default: default)")
+    t.add_argument("--counts", type=_list(int), default=[1, 2], help="thread counts to compare (default: 1,2)")
+    t.add_argument("--batches", type=_list(int), default=[1, 8], help="clips per call (default: 1,8)")
+    t.add_argument("--duration", type=float, default=4.0, help="seconds per clip (default: 4)")
+    t.add_argument("--cfg", type=float, default=3.0, help="guidance scale (default: 3)")
+    t.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median is reported (default: 3)")
+    t.add_argument("--out", type=Path, default=None, help="append the rows to this JSONL file (default: none)")
+    t.set_defaults(func=run_threads)
+
+
+def run_threads(args: argparse.Namespace) -> int:
+    import json
+
+    from musicrl.bench.threads import run_threads_bench
+
+    if args.repeats < 1 or not args.counts or min(args.counts) < 1 or not args.batches or min(args.batches) < 1:
+        raise InputError("--repeats, every thread count and every batch must be >= 1")
+    rows = run_threads_bench(args.model, args.counts, args.batches, args.duration, args.cfg, args.repeats)
+    if args.out is not None:
+        with open(args.out, "a") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+    return 0
 
 
 def run_cfg(args: argparse.Namespace) -> int:
     from musicrl.bench.cfg import run_cfg_bench
 
-    if not args.batches or min(args.batches) < 1 or args.threads < 0:
-        raise InputError("every batch must be >= 1 and --threads >= 0")
+    if not args.batches or min(args.batches) < 1:
+        raise InputError("every batch must be >= 1")
     run_cfg_bench(args.model, args.distilled, args.batches, args.duration, args.cfg, args.threads)
     return 0
 
@@ -59,8 +84,8 @@ def run_cfg(args: argparse.Namespace) -> int:
 def run_rtf(args: argparse.Namespace) -> int:
     from musicrl.bench.rtf import run_rtf_bench
 
-    if args.repeats < 1 or args.threads < 0:
-        raise InputError("--repeats must be >= 1 and --threads >= 0")
+    if args.repeats < 1:
+        raise InputError("--repeats must be >= 1")
     run_rtf_bench(args.model, args.duration, args.cfg, args.repeats, args.threads)
     return 0
 
@@ -73,9 +98,5 @@ def run_sampler(args: argparse.Namespace) -> int:
         raise InputError(f"unknown size(s) {', '.join(unknown)}; choose from {', '.join(SIZES)}")
     if args.frames < 1 or args.repeats < 1 or not args.batches or min(args.batches) < 1:
         raise InputError("--frames, --repeats and every batch must be >= 1")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     run_sampler_bench(args.sizes, args.frames, args.batches, args.cfgs, args.repeats, args.out)
     return 0

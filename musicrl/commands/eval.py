@@ -74,12 +74,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the setting whose (X, Y) the hypervolume is measured from (default: the smallest X and Y over "
         "all settings)",
     )
-    p.add_argument("--samples-per-prompt", type=int, default=4)
-    p.add_argument("--duration", type=float, default=8.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--embedder", type=Path, default=None)
-    p.add_argument("--quality", type=Path, default=None)
-    p.add_argument("--judges", type=Path, default=None)
+    p.add_argument(
+        "--samples-per-prompt", type=int, default=4,
+        help="clips per prompt and setting (diversity is measured among them)",
+    )
+    p.add_argument(
+        "--duration", type=float, default=8.0,
+        help="seconds per clip (at most the model's maximum: 8 s for the embedded default)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="base seed: every setting samples with the same seeds")
+    p.add_argument(
+        "--embedder", type=Path, default=None,
+        help="text/audio embedder directory for adherence and diversity (default: the shipped one)",
+    )
+    p.add_argument("--quality", type=Path, default=None, help="quality model directory (default: the shipped one)")
+    p.add_argument("--judges", type=Path, default=None, help="attribute judges directory (default: the shipped ones)")
     p.add_argument(
         "--reward-model",
         type=Path,
@@ -130,7 +139,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="A/B",
         help="report mean(A)/mean(B) of each metric with a paired bootstrap interval (A, B: LABEL@CFG)",
     )
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="directory for the clips, metrics.json and report.md")
     p.set_defaults(func=run)
 
 

@@ -238,7 +238,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
                    help=f"rl recipe override (repeatable; loop defaults: {DEFAULT_RL})")
     p.add_argument("--seed", type=int, default=0, help="seed of the recipes and the panel (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--launcher", default="",
                    help="run the recipes as 'LAUNCHER -m musicrl.cli train ...', e.g. 'torchrun --nproc-per-node 8' "
                         "(default: in this process)")

@@ -36,7 +36,7 @@ def recipe_names() -> list[str]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="run a training recipe", description=f"Recipes: {', '.join(recipe_names())}.")
-    p.add_argument("recipe")
+    p.add_argument("recipe", help="the recipe to run (listed above)")
     p.add_argument("--config", type=Path, default=None, help="YAML file overriding the recipe's defaults")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=3e-4")
     rm = p.add_argument_group("reward-model recipe")
