@@ -303,6 +303,9 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
                                "sample_rate": c.clip.sample_rate, "params": c.clip.params,
                                "checkpoint_hash": c.clip.checkpoint_hash} for c in clips]}
             first = clips[0].clip.params
+            if "prompt_cut" in first:
+                meta["warning"] = first["prompt_cut"]
+                gr.Warning(html.escape(first["prompt_cut"][0].upper() + first["prompt_cut"][1:]))
             if "weights" in first:
                 meta["weights"] = first["weights"]
             if "best_of" in first:  # the cost of the whole request: N candidates per clip

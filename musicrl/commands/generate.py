@@ -30,9 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate",
         help="generate music from a text prompt",
-        description=f"Generate clips from a prompt (at most {MAX_PROMPT_CHARS} characters).",
+        description=f"Generate clips from a prompt (at most {MAX_PROMPT_CHARS} characters). Each model has a "
+        "maximum duration per sampling window: 8 s for the embedded default (its LM's 512 positions at 50 frames/s "
+        "and training clips of 8 s), 30 s for MusicGen checkpoints.",
     )
-    p.add_argument("prompt")
+    p.add_argument(
+        "prompt",
+        help="what to generate, in words (the embedded default reads its first 32 text tokens, about 25 "
+        "words; a longer prompt is cut, with a warning)",
+    )
     p.add_argument(
         "--model",
         default="default",
@@ -59,10 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "finishes, so memory stays bounded (default 16)",
     )
     p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=250)
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature, > 0")
+    p.add_argument("--top-k", type=int, default=250, help="sample among the k most likely codes, >= 1")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1]; 1 = off")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0,
+        help="random seed of clip 0 (clip i uses seed + i); the same seed gives the same audio",
+    )
     p.add_argument("--greedy", action="store_true", help="argmax decoding (ignores temperature/top-k/top-p)")
     p.add_argument("--save-codes", action="store_true", help="also write codes [K, T] as <id>.npy")
     p.add_argument(
@@ -211,6 +220,9 @@ def run(args: argparse.Namespace) -> int:
     plan = gen.plan([args.prompt], args.duration, params, seeds=args.seed, samples_per_prompt=batch, **long)
     prompt, frames = plan.prompts[0], plan.frames
     extra.update(_long_form_meta(gen, plan))
+    cut = gen.prompt_cut_warning(prompt)
+    if cut is not None:
+        print(f"musicrl generate: warning: {cut}", file=sys.stderr)
     reward_info: dict = {}
     if weights is not None:  # sibling groups of a diversity reward = the N candidates of a clip
         reward, reward_info = build_reward(
@@ -279,7 +291,7 @@ def _join(audio_prompt, audio):
 
 def write_clip(args, gen, prompt, frames, params, out, best, i, index, weights, reward_info, extra=None) -> None:
     """Row ``i`` of a batch, clip ``index`` of the command: WAV, JSON sidecar (and codes), atomically."""
-    from models.audio_io import atomic_write, wav_bytes
+    from models.audio_io import PEAK_CEILING, atomic_write, wav_bytes
     from musicrl.best_of_n import describe
 
     meta = {
@@ -300,6 +312,8 @@ def write_clip(args, gen, prompt, frames, params, out, best, i, index, weights, 
         "num_samples": args.num_samples,
         "index": index,
     }
+    if out.gains is not None:  # the decoded waveform x gain: scaled down when its peak passed the ceiling
+        meta["peak_normalization"] = {"ceiling": PEAK_CEILING, "gain": round(float(out.gains[i]), 6)}
     meta.update(extra or {})  # continuation: the prompt file; long_form: the sliding windows
     if "steer" in gen.meta:
         meta["weights"] = gen.meta["steer"]

@@ -24,10 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lam", type=float, default=None,
                    help="interpolation weight in [0, 1] (required for two checkpoints); with an adapter, "
                    "the share of its delta in [0, 2] (default 1)")
-    p.add_argument("--method", choices=("lerp", "slerp"), default="lerp")
+    p.add_argument(
+        "--method", choices=("lerp", "slerp"), default="lerp",
+        help="lerp: weight interpolation; slerp: per-tensor SLERP of the task vectors (needs --init)",
+    )
     p.add_argument("--init", default=None, help="the shared initial checkpoint (for slerp and --eta)")
     p.add_argument("--eta", type=float, default=None, help="LITI: move the merge toward --init, 1 = no move")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="directory of the merged checkpoint")
     p.set_defaults(func=run)
 
 
