@@ -1,4 +1,4 @@
-"""The blind A/B arena: two distinct registry models chosen uniformly at random (ALGORITHMS §8), one
+"""The blind A/B arena: two distinct registry models chosen uniformly at random (as Chatbot Arena), one
 clip each for the same prompt, sides random, names revealed only after the vote.
 
 A pair is issued to one caller and answered with a vote token (``app.store.IssuedPair``) that only

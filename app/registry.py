@@ -20,8 +20,8 @@ A registry file (YAML or JSON) lists the models::
         steerable: true               # one slider per objective of the checkpoint
 
 A merge entry interpolates the audio-LM weights of two models on the fly (``models.merge.lerp``,
-ALGORITHMS §2); ``a``/``b`` are ids of other entries or model paths. Only the LM is interpolated,
-so both must share the text conditioner and codec (models finetuned from one base do). The
+Cideron et al. 2024, arXiv:2410.06084); ``a``/``b`` are ids of other entries or model paths. Only the LM is
+interpolated, so both must share the text conditioner and codec (models finetuned from one base do). The
 quality<->diversity slider picks lam; interpolated models are cached per lam rounded to 0.05.
 
 A steerable entry (``steerable: true``) serves a CLP checkpoint (``models.steerable``: a checkpoint

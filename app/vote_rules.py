@@ -13,7 +13,7 @@ import math
 from evaluation.ratings import OUTCOMES
 
 CHOICES: tuple[str, ...] = OUTCOMES  # "a", "b", "tie", "both_bad"
-DEFAULT_MIN_LISTEN_S = 5.0  # Music Arena gates voting on >= 5 s of each clip (ALGORITHMS §8)
+DEFAULT_MIN_LISTEN_S = 5.0  # Music Arena (the 2025 live text-to-music arena) gates voting on >= 5 s of each clip
 LISTEN_SLACK_S = 1.0  # clock granularity and rounding between the page's timer and the server's
 
 

@@ -1,6 +1,6 @@
 """Fréchet distance between Gaussian fits of two embedding sets (FAD in the embedder's space).
 
-Small samples bias FAD upwards (ALGORITHMS §8): always report N next to it.
+Small samples bias FAD upwards (Gui et al. 2024, arXiv:2311.01616): always report N next to it.
 """
 
 from __future__ import annotations

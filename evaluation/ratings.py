@@ -1,6 +1,6 @@
 """Arena ratings from blind A/B votes: Bradley–Terry on the Elo scale, bootstrap CIs, win rates.
 
-Follows the Chatbot Arena recipe (ALGORITHMS §8): an L2-regularised logistic regression of the
+Follows the Chatbot Arena recipe (Chiang et al. 2024, arXiv:2403.04132): an L2-regularised logistic regression of the
 outcome on rating differences, ties split ½/½, 1,000-sample percentile bootstrap 95 % CIs, and a
 minimum number of votes before a model is shown. Pure functions on a list of :class:`Battle`;
 the store (``app/store.py``) produces battles, the leaderboard consumes :class:`RatingTable`.
@@ -433,7 +433,7 @@ def win_rate_with_ci(
     Wilson (scipy's ``binomtest(...).proportion_ci``): centre (p̂ + z²/2n) / (1 + z²/n), half-width
     z/(1 + z²/n)·sqrt(p̂(1−p̂)/n + z²/4n²); stays inside [0, 1] and is sensible at p̂ ∈ {0, 1}.
     Bootstrap: percentiles of Binomial(n, p̂)/n.
-    Ties are not games here (ALGORITHMS §8: win rate = wins / (wins + losses)).
+    Ties are not games here (as in Chatbot Arena, arXiv:2403.04132: win rate = wins / (wins + losses)).
     """
     if wins < 0 or losses < 0:
         raise ValueError(f"wins and losses must be >= 0, got {wins}, {losses}")

@@ -7,9 +7,9 @@ diversity optimised in training is exactly the diversity reported.
 Cosine similarity uses L2-normalised embeddings (``F.normalize`` with eps 1e-12), so an all-zero
 embedding has cosine 0 with everything.
 
-References: ALGORITHMS §2 (diversity reward r_D = 1 − cos, Cideron et al. 2024,
-arXiv:2410.06084), §3 (MuLan score, MOS rescaling, linear reward mix — MusicRL, arXiv:2402.04229),
-§8 (evaluation metrics).
+References: diversity-rewarded CFG distillation (diversity reward r_D = 1 − cos, Cideron et al. 2024,
+arXiv:2410.06084), MusicRL (MuLan score, MOS rescaling, linear reward mix; arXiv:2402.04229),
+the evaluation metrics of MusicGen (Copet et al. 2023, arXiv:2306.05284).
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def cosine_adherence(text_emb: Tensor, audio_emb: Tensor, segment_mask: Tensor |
 def quality_from_mos(mos: Tensor, low: float = 1.0, high: float = 5.0) -> Tensor:
     """Rescale a predicted MOS in [low, high] (default 1–5) to [0, 1]: (mos − low) / (high − low).
 
-    Values outside the range are clamped (a MOS predictor may overshoot). MusicRL, ALGORITHMS §3.
+    Values outside the range are clamped (a MOS predictor may overshoot). MusicRL (Cideron et al. 2024,
+    arXiv:2402.04229).
     """
     if not high > low:
         raise ValueError(f"need high > low, got low={low}, high={high}")

@@ -11,9 +11,9 @@ dtype of the first argument's tensor.
 
 Coefficients (λ, η) outside [0, 1] extrapolate and are refused unless ``extrapolate=True``.
 
-References: ALGORITHMS §2 (θ_λ = (1−λ)θ_q + λθ_d, Cideron et al. 2024), §4 (WARM uniform weight
-average, Ramé et al. 2024, arXiv:2401.12187), §5 (rewarded soups; WARP's per-layer SLERP of task
-vectors and LITI, Ramé et al. 2024, arXiv:2406.16768). WARP's EMA anchor update
+References: θ_λ = (1−λ)θ_q + λθ_d (Cideron et al. 2024, arXiv:2410.06084), WARM's uniform weight
+average (Ramé et al. 2024, arXiv:2401.12187), rewarded soups (Ramé et al. 2023, arXiv:2306.04488) and
+WARP's per-layer SLERP of task vectors and LITI (Ramé et al. 2024, arXiv:2406.16768). WARP's EMA anchor update
 θ_ema ← (1−μ)θ_ema + μθ is ``lerp(ema, current, mu)``.
 """
 
@@ -79,7 +79,7 @@ def lerp(a: StateDict, b: StateDict, lam: float, *, extrapolate: bool = False) -
     """Linear interpolation θ_λ = (1−λ)·a + λ·b, per tensor.
 
     λ = 0 returns a, λ = 1 returns b (exactly, up to the dtype cast). Used for the quality/diversity
-    trade-off θ_λ = (1−λ)θ_q + λθ_d (ALGORITHMS §2) and rewarded soups (§5).
+    trade-off θ_λ = (1−λ)θ_q + λθ_d (Cideron et al. 2024, arXiv:2410.06084) and rewarded soups (arXiv:2306.04488).
     """
     lam = _check_coef(lam, "lam", extrapolate)
     _validate([("a", a), ("b", b)])
@@ -94,7 +94,7 @@ def lerp(a: StateDict, b: StateDict, lam: float, *, extrapolate: bool = False) -
 
 
 def liti(init: StateDict, merged: StateDict, eta: float, *, extrapolate: bool = False) -> dict[str, Tensor]:
-    """LITI (WARP, ALGORITHMS §5): θ_η = (1−η)·θ_init + η·θ_merged.
+    """LITI (WARP, Ramé et al. 2024, arXiv:2406.16768): θ_η = (1−η)·θ_init + η·θ_merged.
 
     Sliding η from 0 (the init) to 1 (the merged policy) traces a reward–KL front.
     """
@@ -133,7 +133,7 @@ def slerp_task_vectors(
 ) -> dict[str, Tensor]:
     """Per-tensor SLERP of the task vectors δ_a = a − init and δ_b = b − init, added back to init.
 
-    WARP (ALGORITHMS §5). For each floating tensor, with Ω the angle between δ_a and δ_b
+    WARP (arXiv:2406.16768). For each floating tensor, with Ω the angle between δ_a and δ_b
     (flattened)::
 
         θ = init + sin((1−λ)Ω)/sin Ω · δ_a + sin(λΩ)/sin Ω · δ_b
@@ -166,7 +166,7 @@ def average(
     *,
     extrapolate: bool = False,
 ) -> dict[str, Tensor]:
-    """Weight average Σ_i w_i·θ_i of M state dicts (WARM, ALGORITHMS §4: uniform, w_i = 1/M).
+    """Weight average Σ_i w_i·θ_i of M state dicts (WARM, arXiv:2401.12187: uniform, w_i = 1/M).
 
     weights: optional, length M, must sum to 1 (tolerance 1e-6); negative weights only with
     ``extrapolate=True``. The result has the keys and dtypes of ``state_dicts[0]``.

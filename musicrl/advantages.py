@@ -5,8 +5,8 @@ Grouped samples are laid out either as [B, G] or flattened prompt-major as [B*G]
 (index ``b*G + g``: the G samples of one prompt are contiguous).
 
 References: leave-one-out REINFORCE (Kool et al. 2019, "Buy 4 REINFORCE samples, get a baseline
-for free"; RLOO, Ahmadian et al. 2024) used for the diversity reward of ALGORITHMS §2; per-step
-returns for MusicRL's value baseline, ALGORITHMS §3.
+for free"; RLOO, Ahmadian et al. 2024) used for the diversity reward of CFG distillation (arXiv:2410.06084); per-step
+returns for MusicRL's value baseline (arXiv:2402.04229).
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ Reduction conventions, used throughout:
 All divergences are computed in float32 (or float64 if the input is float64) from
 ``log_softmax``; logits must be finite.
 
-References: ALGORITHMS.md §1 (LM teacher forcing), §2 (CFG distillation, Cideron et al. 2024, arXiv:2410.06084),
-§3 (MusicRL, arXiv:2402.04229), §4 (Bradley–Terry / WARM, arXiv:2401.12187), §6 (J-BOND, Sessa et al. 2024,
-arXiv:2407.14622).
+References: MusicGen (LM teacher forcing, Copet et al. 2023, arXiv:2306.05284), CFG distillation (Cideron
+et al. 2024, arXiv:2410.06084), MusicRL (arXiv:2402.04229), Bradley–Terry / WARM (arXiv:2401.12187),
+J-BOND (Sessa et al. 2024, arXiv:2407.14622).
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def cfg_distillation_loss(
 ) -> Tensor:
     """CFG distillation: match the student (no CFG) to the CFG-guided teacher, per token.
 
-    ALGORITHMS §2 (Cideron et al. 2024, arXiv:2410.06084). ``teacher_logits`` are the already
+    Cideron et al. 2024 (arXiv:2410.06084). ``teacher_logits`` are the already
     CFG-combined logits of the frozen initial model (``l_u + γ (l_c − l_u)``) evaluated on the
     student's own samples; they receive no gradient (detached inside).
 
@@ -241,7 +241,7 @@ def kl_to_reference(
 ) -> Tensor:
     """Exact KL(π‖π_0) summed over the vocabulary at each step, then over valid positions.
 
-    MusicRL's regulariser (ALGORITHMS §3, arXiv:2402.04229)::
+    MusicRL's regulariser (Cideron et al. 2024, arXiv:2402.04229)::
 
         KL_b = Σ_{(k,t) valid} Σ_{a∈A} π(a|s_{k,t}) log(π(a|s_{k,t}) / π_0(a|s_{k,t}))
 
@@ -325,7 +325,7 @@ def bradley_terry_loss(
 ) -> Tensor:
     """Bradley–Terry preference loss: mean_b −log σ(r⁺_b − r⁻_b − m_b).
 
-    ALGORITHMS §3/§4 (MusicRL user RM; WARM, arXiv:2401.12187). chosen_rewards, rejected_rewards:
+    MusicRL's user RM (arXiv:2402.04229); WARM (arXiv:2401.12187). chosen_rewards, rejected_rewards:
     [B]; margin: optional float or [B] tensor subtracted from the difference (Llama-2 style: the
     chosen reward must beat the rejected one by at least m). Equal rewards and no margin give
     log 2. Returns a scalar.
@@ -348,7 +348,7 @@ def soft_bradley_terry_loss(rewards_a: Tensor, rewards_b: Tensor, labels: Tensor
 
     The cross-entropy of σ(r_a − r_b) = P(a ≻ b) against a target y = P(a preferred): y = 1 is
     :func:`bradley_terry_loss` with a chosen; y = 0 with b chosen; y = ½ is a tie (the reward model
-    is pulled towards r_a = r_b, at which its loss is the minimum, log 2). ALGORITHMS §4.
+    is pulled towards r_a = r_b, at which its loss is the minimum, log 2). WARM, arXiv:2401.12187.
     rewards_a, rewards_b, labels: [B], labels in [0, 1]. Returns a scalar. Equal rewards give
     log 2 for every label; d = 2, y = ½ gives ½(softplus(−2) + softplus(2)) ≈ 1.126928.
     """
@@ -390,7 +390,7 @@ def kl_regularised_reinforce_loss(
     value_coef: float = 1.0,
     normalize: Normalization = "sequences",
 ) -> ReinforceLossOutput:
-    """MusicRL's KL-regularised REINFORCE with a learned value baseline (ALGORITHMS §3).
+    """MusicRL's KL-regularised REINFORCE with a learned value baseline (arXiv:2402.04229).
 
     Maximises ``J = (1−α) Σ_t log π(a_t|s_t) (G_t − V(s_t)) − α Σ_t KL(π(·|s_t) ‖ π_0(·|s_t))``
     (exact KL over the codebook at each step), and fits V to G by MSE. The returned loss is::
@@ -445,7 +445,7 @@ JBOND_WORSE_REWARD = -math.log(16.0)  # the backward reward of a policy sample w
 
 
 def jbond_reward(policy_rewards: Tensor, anchor_rewards: Tensor) -> Tensor:
-    """J-BOND's backward reward (Sessa et al. 2024, ALGORITHMS §6): a two-sample estimate of log p≤(y),
+    """J-BOND's backward reward (Sessa et al. 2024, arXiv:2407.14622): a two-sample estimate of log p≤(y),
     the log-quantile of the policy sample y under the anchor's reward distribution::
 
         r_bw(y) = −log 16   if r(y) < min(r(y'_1), r(y'_2))   (strictly worse than both anchor samples)
@@ -507,7 +507,7 @@ def jbond_loss(
     beta: float = 0.5,
     gamma: float = 0.0,
 ) -> JBondLossOutput:
-    """J-BOND's update ``(1 − β) G_fw + β G_bw + γ G_reg`` as a loss (ALGORITHMS §6)::
+    """J-BOND's update ``(1 − β) G_fw + β G_bw + γ G_reg`` as a loss (arXiv:2407.14622)::
 
         forward   = −(1/B) Σ_b Σ_valid log π(y'_b)                     SFT on the better anchor sample y'_b
         backward  = −(1/B) Σ_b A_b Σ_valid log π(y_b)                  policy gradient, A = R − baseline

@@ -1,4 +1,5 @@
-"""The preference reward model: r(caption, codes) -> scalar, trained on the arena's votes (ALGORITHMS §3–4).
+"""The preference reward model: r(caption, codes) -> scalar, trained on the arena's votes (MusicRL, arXiv:2402.04229;
+WARM, arXiv:2401.12187).
 
     rm = RewardModel.from_generator(load_generator("default"), base="default")   # trunk = the pretrained LM
     r = rm.score(["calm ambient piano"], codes)                                  # codes [B, K, T] -> [B]
@@ -193,5 +194,5 @@ def _to(text: TextStates, device: torch.device) -> TextStates:
 
 def weight_average(state_dicts: Sequence[Mapping[str, Tensor]]) -> dict[str, Tensor]:
     """WARM's merge: the uniform weight average (1/M) Σ_i θ_i of M members' state dicts (same keys and
-    shapes; ALGORITHMS §4). ``models.merge.average`` with equal weights, which checks the inputs."""
+    shapes; WARM, arXiv:2401.12187). ``models.merge.average`` with equal weights, which checks the inputs."""
     return average(list(state_dicts))

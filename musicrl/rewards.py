@@ -24,7 +24,7 @@ takes these objects by injection (its ``Scorers``), and ``musicrl eval`` wires t
 ``musicrl eval`` reports for a clip is therefore computed by the very object an RL recipe optimises
 (tests/test_rewards.py checks it bit for bit).
 
-Judges: ALGORITHMS/DESIGN keep the attribute judges out of training (they are the independent check);
+Judges: the design keeps the attribute judges out of training (they are the independent check);
 ``AttributeMatch`` has the reward signature so evaluation treats it like the others, but
 ``TRAINING_REWARDS`` does not list it and ``check_trainable`` refuses it.
 """
@@ -161,7 +161,7 @@ class AttributeMatch:
 
 @runtime_checkable
 class PreferenceModel(Protocol):
-    """What a preference reward model implements (MusicRL's user RM; ALGORITHMS §3–4): a scalar
+    """What a preference reward model implements (MusicRL's user RM, arXiv:2402.04229; WARM, arXiv:2401.12187): a scalar
     r(x, y) for a caption x and audio codes y [B, K, T] -> [B], trained with
     ``musicrl.losses.bradley_terry_loss(r(x, y+), r(x, y-))`` on the app's votes. A WARM model is the
     weight average of several such models: still one ``score``."""

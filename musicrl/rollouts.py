@@ -4,7 +4,7 @@
     rollout = score_rollout(rollout, policy=ddp_lm, reference=frozen_lm, teacher=frozen_lm, teacher_cfg=3.0)
     rollout.policy_logits      # [N, K, S, V] with grad: distillation / exact-KL losses
     rollout.policy_logprobs    # [N, K, S] log π(a_t|s_t) of the sampled codes, 0 at padding: REINFORCE
-    rollout.teacher_logits     # apply_cfg(l_cond, l_null, γ) of the frozen teacher (ALGORITHMS §1–2)
+    rollout.teacher_logits     # apply_cfg(l_cond, l_null, γ) of the frozen teacher (arXiv:2306.05284, 2410.06084)
 
 Sampling goes ONLY through ``MusicGenerator.generate_codes`` (the app, evaluation and best-of-N use the
 same path). Scoring re-runs the sampled sequences teacher-forced on the delay pattern: policy (with

@@ -3,7 +3,7 @@
     value = ValueModel.from_lm(policy_lm)           # a copy of the LM's trunk + a scalar head (zero)
     v = value(rollout.inputs, rollout.text)         # [N, K, S]: one value per step, shared by the K codebooks
 
-MusicRL initialises policy AND value from the pretrained LM (ALGORITHMS §3): the value trunk is a
+MusicRL initialises policy AND value from the pretrained LM (arXiv:2402.04229): the value trunk is a
 copy of the LM's decoder (its own weights from then on), read through ``AudioLM.hidden_states``; the
 head is a LayerNorm and a linear map to one number with zero weights; the ``rl`` recipe sets its bias
 to the first batch's mean reward before the first update (a zero start would make every advantage the

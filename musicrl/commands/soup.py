@@ -1,6 +1,6 @@
 """``musicrl soup adherence=RUN_A quality=RUN_B --out SOUP``: rewarded soups as one steerable model.
 
-Rewarded soups (Ramé et al. 2023, ALGORITHMS §5): one RL finetune per reward from a shared init, then weight
+Rewarded soups (Ramé et al. 2023, arXiv:2306.04488): one RL finetune per reward from a shared init, then weight
 interpolation picks a point of the trade-off. Written as a steerable checkpoint (``models.steerable``, scope
 ``all``: θ(w) = Σ_i w_i θ_i over every LM parameter), it is served, generated (``generate --weights``) and
 evaluated (``eval --weights``) exactly like a CLP model (``musicrl train clp``) — the comparison of the two

@@ -9,7 +9,7 @@ pair differs by the model only. Sides are drawn per pair from the seed. Every li
 pair. Output in ``out_dir``: ``audio/<clip id>.wav`` and ``preferences.jsonl`` — one row per vote in the
 app export's layout (``app.transfer``; audio paths relative to ``out_dir``) with ``"simulated": true``,
 so ``musicrl train reward-model --prefs out_dir/preferences.jsonl --audio-root out_dir`` reads it.
-Win rate of A over B = wins / (wins + losses) (ties and both-bad are not games, ALGORITHMS §8), with
+Win rate of A over B = wins / (wins + losses) (ties and both-bad are not games, as in Chatbot Arena), with
 a 95 % percentile bootstrap interval over prompts (the unit that was sampled).
 """
 

@@ -14,7 +14,7 @@ and for a pair (A, B), with Δ = u_A − u_B::
 Calibration (``calibrate``): τ is set by bisection so that two different listeners agree on
 ``target`` (default 65 %) of the pairs both judged decisively, in expectation over the pairs of a
 calibration set and over listener pairs of a fixed sample of listeners. MusicRL's raters agreed ~60 %
-(ALGORITHMS §3). The individual spread is a fixed constant (``individual_sd``): it caps the agreement
+(arXiv:2402.04229). The individual spread is a fixed constant (``individual_sd``): it caps the agreement
 reachable at τ -> 0 (listeners then differ only in taste), which ``calibrate`` reports.
 
 Determinism: listener i of seed s draws its taste and its votes from two streams spawned from

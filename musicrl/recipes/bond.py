@@ -7,7 +7,7 @@
 Best-of-N sampling keeps the best of N samples by a reward; its distribution is the reference reweighted by
 the reward's quantile, π_BoN(y) ∝ π_ref(y) p≤(y)^(N−1). BOND trains the policy to BE that distribution, so
 one sample costs what one sample costs (``musicrl.best_of_n`` is the N-times-dearer baseline). J-BOND (the
-paper's practical variant, ALGORITHMS §6) per prompt x and step:
+paper's practical variant, arXiv:2407.14622) per prompt x and step:
 
 1. sample one policy sample y ~ π and two anchor samples y'_1, y'_2 ~ π_anchor (the EMA of the policy);
 2. score all three with the reward r (any mix of ``musicrl.rewards``; rows [y, y'_1, y'_2] per prompt, the

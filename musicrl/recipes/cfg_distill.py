@@ -1,4 +1,4 @@
-"""Recipe ``cfg-distill``: diversity-rewarded CFG distillation (Cideron et al. 2024; ALGORITHMS §2).
+"""Recipe ``cfg-distill``: diversity-rewarded CFG distillation (Cideron et al. 2024, arXiv:2410.06084).
 
     musicrl train cfg-distill --config configs/cfg_distill_beta0.yaml [key=value ...]
     torchrun --nproc-per-node 4 -m musicrl.cli train cfg-distill --config ...   # same run, 4 processes

@@ -6,7 +6,7 @@
 
 One policy, conditioned on a weight vector w over the objectives, trained multi-task: every step draws one w
 from the uniform distribution on the simplex (Dirichlet(1, ..., 1), from (seed, step) alone so every rank
-draws the same), sets the policy to θ(w) and runs KL-regularised REINFORCE (ALGORITHMS §3, leave-one-out
+draws the same), sets the policy to θ(w) and runs KL-regularised REINFORCE (arXiv:2402.04229, leave-one-out
 baseline over the prompt's G samples, exact KL to the base) on the reward Σ_i w_i r_i. At inference any w
 picks a point of the trade-off with one model and one sample's cost.
 

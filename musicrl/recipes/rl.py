@@ -5,7 +5,7 @@
     musicrl train rl preset=musicrl-ru model=runs/rl_r/best reward_model=...   # R, then U, KL against R
     torchrun --nproc-per-node 4 -m musicrl.cli train rl preset=musicrl-r ...   # same run, 4 processes
 
-Objective (ALGORITHMS §3), per sampled sequence y of the delayed codes, t its valid steps::
+Objective (MusicRL, arXiv:2402.04229), per sampled sequence y of the delayed codes, t its valid steps::
 
     J = (1 − α) Σ_t log π(a_t | s_t) (G_t − V(s_t))  −  α Σ_t Σ_{a ∈ codebook} π(a|s_t) log(π(a|s_t) / π_0(a|s_t))
 
