@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from models.errors import InputError
@@ -16,6 +17,12 @@ COMMANDS = (
 LIGHT = ("plot", "prefs")
 
 
+def states_default(text: str) -> bool:
+    """Whether a help text already says its default ("(default 16)", "default: the shipped one", "(default)"
+    after a choice), as opposed to naming the model called 'default'."""
+    return bool(re.search(r"\(default\b|\bdefault[:\s]+[^\s(),;']|\bdefaults:", text, re.IGNORECASE))
+
+
 class HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, unless the text already names it (or there is none to show:
     a flag, a required option, no default)."""
@@ -24,7 +31,7 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         default = action.default
         if (not action.option_strings or action.required or any(default is v for v in (None, False, argparse.SUPPRESS))
-                or isinstance(action, argparse._StoreConstAction) or "default" in text.lower()):
+                or isinstance(action, argparse._StoreConstAction) or states_default(text)):
             return text
         shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         if shown == "":

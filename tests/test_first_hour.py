@@ -15,7 +15,7 @@ import torch
 
 from models.audio_io import PEAK_CEILING, peak_normalize
 from models.runtime import default_threads
-from musicrl.cli import _leaves, build_parser, main
+from musicrl.cli import _leaves, build_parser, main, states_default
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,7 +163,7 @@ def test_every_flag_is_described_and_shows_its_default():
             undescribed.append(f"{leaf.prog} {action.option_strings or action.dest}")
         shown = action.default
         if (action.option_strings and not action.required and shown not in (None, "", [], argparse.SUPPRESS)
-                and not isinstance(shown, bool) and "default" not in text.lower()):
+                and not isinstance(shown, bool) and not states_default(text)):
             no_default.append(f"{leaf.prog} {action.option_strings}")
     assert not undescribed, undescribed
     assert not no_default, no_default
@@ -174,3 +174,20 @@ def test_generate_help_states_the_maximum_duration(capsys):
         main(["generate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "8 s for the embedded default" in text and "(default: 250)" in text
+
+
+def test_states_default():
+    assert states_default("clips at once (default 16)") and states_default("embedder (default: the shipped one)")
+    assert states_default("people's (default), the panel's") and states_default("loop defaults: {'steps': 40}")
+    assert not states_default("'default', 'debug', or a checkpoint directory")
+    assert not states_default("8 s for the embedded default)") and not states_default("default (the default), debug")
+
+
+def test_no_citation_of_a_file_users_do_not_have():
+    """Docs and comments cite the papers, not 'ALGORITHMS §N' (a design file that is not in the project)."""
+    hits = []
+    for path in ROOT.rglob("*"):
+        if path.suffix in (".py", ".md", ".yaml") and not {"runs", "data", ".git"} & set(path.parts):
+            if path != Path(__file__) and "ALGORITHMS" in path.read_text(errors="replace"):
+                hits.append(str(path.relative_to(ROOT)))
+    assert not hits, hits
