@@ -191,3 +191,23 @@ def test_no_citation_of_a_file_users_do_not_have():
             if path != Path(__file__) and "ALGORITHMS" in path.read_text(errors="replace"):
                 hits.append(str(path.relative_to(ROOT)))
     assert not hits, hits
+
+
+def test_readme_first_eval_runs_without_a_corpus(tmp_path, monkeypatch):
+    """The README's "Evaluate in a minute" command works right after install: no corpus, nothing built
+    (run here at 1 s clips instead of 4 to keep the test short)."""
+    import re
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"### Evaluate in a minute.*?```bash\n(.*?)```", readme, re.S).group(1)
+    argv = shlex.split(block.replace("\\\n", " "))
+    assert argv[:2] == ["musicrl", "eval"] and "--reference" in argv
+    argv[argv.index("--duration") + 1] = "1"
+    argv[argv.index("--out") + 1] = str(tmp_path / "eval")
+    argv[argv.index("--prompts") + 1] = str(ROOT / argv[argv.index("--prompts") + 1])
+    monkeypatch.chdir(tmp_path)  # no data/corpus here
+    assert main([*argv[1:], "--threads", "1"]) == 0
+    summary = [json.loads(line) for line in (tmp_path / "eval" / "summary.jsonl").read_text().splitlines()]
+    assert summary[0]["clips"] == 8 and 0 <= summary[0]["adherence"] <= 1
+    assert (tmp_path / "eval" / "report.md").is_file()
