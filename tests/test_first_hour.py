@@ -211,3 +211,10 @@ def test_readme_first_eval_runs_without_a_corpus(tmp_path, monkeypatch):
     summary = [json.loads(line) for line in (tmp_path / "eval" / "summary.jsonl").read_text().splitlines()]
     assert summary[0]["clips"] == 8 and 0 <= summary[0]["adherence"] <= 1
     assert (tmp_path / "eval" / "report.md").is_file()
+
+
+def test_prefs_export_without_a_store_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["prefs", "export", "--out", "votes.jsonl"]) == 2
+    assert "there is no preference store" in capsys.readouterr().err
+    assert list(tmp_path.rglob("*")) == []  # no empty database, no data/app folder, no output file
