@@ -12,7 +12,8 @@ Backends
   write lock up front, so the 30 s busy timeout applies instead of a read-to-write upgrade failing
   at once) and are retried on "database is locked".
 - PostgreSQL via ``postgresql+psycopg://user:pass@host:port/db`` (plain ``postgresql://`` is mapped
-  to the psycopg 3 driver).
+  to the psycopg 3 driver, the optional extra ``musicrl[postgres]``; without it opening fails with
+  one line saying so).
 
 Who opens the store (``access``), and why it matters for SQLite (docs/SECURITY.md, "No acknowledged
 vote is lost"): the last connection to close a WAL database checkpoints it and deletes the WAL
@@ -211,7 +212,11 @@ def open_store(
     elif backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=24)
+        try:  # the driver is the optional extra `postgres` (SQLite, the default, needs nothing)
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=8, max_overflow=24)
+        except ImportError as err:
+            raise ValueError(f"PostgreSQL needs its driver ({err.name or 'psycopg'} is not installed): "
+                             "pip install 'musicrl[postgres]'") from None
         if access == "read":
             event.listen(engine, "connect", _postgres_read_only)
     else:

