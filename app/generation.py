@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -57,6 +57,7 @@ from models.errors import InputError
 from models.generator import GenerationPlan, MusicGenerator
 from models.sampling import SamplingParams
 from musicrl.best_of_n import best_of_n
+from musicrl.continuation import AudioPrompt, join_prompt
 
 __all__ = ["GeneratedAudio", "GeneratedClip", "GenerationRequest", "GenerationService", "ServiceError"]
 
@@ -78,6 +79,7 @@ class GenerationRequest:
     weights: Weights | None = None  # steerable entries only: normalised objective weights
     best_of: int = 1  # N candidates per clip (1 = plain generation)
     reward: str | None = None  # the best-of reward (app.best_of.REWARDS), with best_of > 1
+    audio_prompt: AudioPrompt | None = field(default=None, compare=False)  # continue this audio (app/extend.py)
 
     @property
     def prompt(self) -> str:
@@ -94,7 +96,9 @@ class GenerationRequest:
     @property
     def key(self) -> tuple:
         """Requests with equal keys run in one ``MusicGenerator.render`` (or ``best_of_n``) call."""
-        return (self.model_id, self.lam, self.weights, self.plan.frames, self.plan.params, self.best_of, self.reward)
+        prompt = 0 if self.plan.prompt is None else self.plan.prompt.shape[-1]
+        return (self.model_id, self.lam, self.weights, self.plan.frames, self.plan.params, self.best_of, self.reward,
+                prompt, self.plan.stride)
 
     @property
     def cost(self) -> int:
@@ -185,7 +189,7 @@ class GenerationService:
     def validate(self, model_id: object, prompt: object, duration: object, cfg: object = DEFAULT_CFG,
                  temperature: object = DEFAULT_TEMPERATURE, top_k: object = DEFAULT_TOP_K, seed: object = -1,
                  variations: object = 1, lam: object = None, best_of: object = 1, reward: object = None,
-                 weights: object = None) -> GenerationRequest:
+                 weights: object = None, audio_prompt: AudioPrompt | None = None) -> GenerationRequest:
         """Check every input once (InputError with a message for the user) and build the request.
 
         Here: the UI's ranges (``app.validation``); the model's own rules (prompt, duration within its
@@ -215,22 +219,28 @@ class GenerationService:
         base = secrets.randbelow(SEED_RANGE[1]) if seed < 0 else seed
         seeds = tuple((base + i) % (SEED_RANGE[1] + 1) for i in range(variations))
         return self.request(entry.id, collapse_whitespace(prompt), duration, params, seeds, lam_value, weights,
-                            best_of, reward)
+                            best_of, reward, audio_prompt)
 
     def request(self, model_id: str, prompt: str, duration: float, params: SamplingParams, seeds: Sequence[int],
                 lam: float | None = None, weights: object = None, best_of: int = 1,
-                reward: str | None = None) -> GenerationRequest:
+                reward: str | None = None, audio_prompt: AudioPrompt | None = None) -> GenerationRequest:
         """A request for ``model_id``'s plan (its checks: the prompt, duration and parameters). A steerable
         entry's weights are snapped here (None = uniform: what the arena serves); a best-of request's
         scorers are loaded here, so a scorer of another sample rate is refused before anything is queued."""
         steer = self.registry.steer_weights(model_id, weights)
         gen = self.registry.load(model_id, lam, steer)
-        plan = gen.plan([prompt], duration, params, list(seeds), samples_per_prompt=len(seeds))
+        if audio_prompt is not None and best_of > 1:
+            raise InputError("best-of-N does not combine with continuing audio")
+        # a continuation (``duration`` counts its prompt) may pass the model's window: sliding windows then
+        plan = gen.plan([prompt], duration, params, list(seeds), samples_per_prompt=len(seeds),
+                        prompt_codes=None if audio_prompt is None else audio_prompt.codes,
+                        long_form=audio_prompt is not None)
         if best_of > 1:
             if params.greedy:
                 raise InputError("best-of-N needs sampling: with greedy decoding every candidate is the same clip")
             self.scorers.reward(reward or "", gen.sample_rate)
-        return GenerationRequest(model_id, duration, plan, lam, steer, best_of, reward if best_of > 1 else None)
+        request = GenerationRequest(model_id, duration, plan, lam, steer, best_of, reward if best_of > 1 else None)
+        return replace(request, audio_prompt=audio_prompt)
 
     def submit(self, request: GenerationRequest) -> _Job:
         """Queue a validated request; the job's future resolves to one GeneratedAudio per seed."""
@@ -303,6 +313,8 @@ class GenerationService:
             params["lam"] = request.lam
         if request.weights is not None:
             params["weights"] = dict(request.weights)
+        if request.audio_prompt is not None:
+            params["continuation"] = request.audio_prompt.record()
         clips = []
         for index, out in enumerate(audios):
             duration = out.audio.shape[-1] / out.sample_rate
@@ -376,7 +388,7 @@ class GenerationService:
         self.stats.seconds.append(time.perf_counter() - start)
         results, offset = [], 0
         for r in requests:
-            results.append(rows[offset : offset + len(r.seeds)])
+            results.append(_with_prompt(r, rows[offset : offset + len(r.seeds)]))
             offset += len(r.seeds)
         return results
 
@@ -445,3 +457,11 @@ class GenerationService:
         if self._worker.is_alive():
             self._worker.join(timeout=30)
 
+
+def _with_prompt(request: GenerationRequest, rows: list[GeneratedAudio]) -> list[GeneratedAudio]:
+    """A continuation's clips begin with the prompt's own samples (``musicrl.continuation.join_prompt``)."""
+    if request.audio_prompt is None:
+        return rows
+    for row in rows:
+        row.audio = join_prompt(request.audio_prompt, row.audio[None])[0]
+    return rows

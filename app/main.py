@@ -6,7 +6,8 @@ get a :class:`RunningApp` to close. Nothing here is global: one call builds one 
 What the web server may send (docs/SECURITY.md): gradio serves its own cache of the files our
 handlers return, plus ``allowed_paths`` — here only the clip audio and picture folders of the data
 directory; the database, its WAL and anything else in the data directory are ``blocked_paths``
-besides. Nothing is uploaded to this app, so uploads are capped at 1 KB.
+besides. The one upload is an audio file to continue (``app/extend.py``): capped at
+``MAX_UPLOAD_BYTES`` (10 MiB) here, before any handler runs, and again by the handler.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.extend import MAX_UPLOAD_BYTES
 from app.registry import ModelRegistry
 from app.services import DEFAULT_DATA_DIR, AppServices, build_services
 from models.errors import InputError
 
-MAX_UPLOAD = "1kb"
+MAX_UPLOAD = MAX_UPLOAD_BYTES  # gradio refuses larger uploads (HTTP 413) before any handler runs
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 from app.admin import AdminService
 from app.arena import ArenaService
 from app.best_of import BestOfScorers
+from app.extend import ContinuationService
 from app.generation import GenerationService
 from app.leaderboard import LeaderboardService
 from app.limits import RateLimiter, RateLimits
@@ -37,6 +38,7 @@ class AppServices:
     leaderboard: LeaderboardService
     admin: AdminService
     trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For (behind a proxy)
+    continuation: ContinuationService | None = None  # "Extend this clip" and uploads (app/extend.py)
 
     @property
     def public_dirs(self) -> list[Path]:
@@ -111,4 +113,5 @@ def build_services(
         leaderboard=LeaderboardService(store, models, min_votes=min_votes),
         admin=AdminService(store, admin_token, limiter=limiter),
         trust_forwarded_for=trust_forwarded_for,
+        continuation=ContinuationService(generation),
     )

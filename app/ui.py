@@ -1,7 +1,7 @@
 """The Gradio page: layout and wiring only. Every decision lives in the services passed in.
 
 ``build_ui(services)`` returns a ``gr.Blocks`` with three tabs — Generate, Arena, Leaderboard. The
-server runs Python for exactly six events, each a public API endpoint with a stable name, the same
+server runs Python for exactly eight events, each a public API endpoint with a stable name, the same
 ones the page itself calls; everything else the page does is JavaScript (``app/page.py``), so there
 is no hidden server function to call by index:
 
@@ -10,6 +10,11 @@ is no hidden server function to call by index:
   ``variations``), clip metadata (JSON). ``best_of`` (default 1 = off): N candidates per clip, the best
   by ``best_of_reward`` kept (``app/best_of.py``); ``objective_weights`` (default {} = uniform):
   {objective: weight} for a steerable model, {} for others. The last three may be left out.
+- ``extend(clip_id, seconds)`` -> the extended clip's audio, spectrogram, id and metadata: a clip made in the
+  Generate tab and ``seconds`` more of it, same model and settings, a new seed (``app/extend.py``)
+- ``continue(upload, prompt, model_id, duration, variations, cfg, temperature, top_k, seed,
+  quality_diversity, objective_weights)`` -> like ``generate`` (and the upload cleared): clips that begin
+  with the uploaded audio (deleted from the server once read); ``duration`` counts it
 - ``new_pair(prompt, rater_id)`` -> audio A, audio B, the pair's vote token, the prompt used ("" takes
   one from the bank; the rater id may be ""). The token is a secret: only this session can vote with it.
 - ``vote(pair_token, choice, listened_a, listened_b, feedback, rater_id, simulated)`` -> reveal text,
@@ -31,12 +36,14 @@ import functools
 import html
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from app import page
 from app.best_of import REWARDS
+from app.extend import MIN_NEW_SECONDS
 from app.generation import ServiceError
 from app.limits import Caller, RateLimited
 from app.prompt_bank import PROMPT_BANK
@@ -56,7 +63,7 @@ from models.errors import InputError
 
 log = logging.getLogger(__name__)
 CSS, theme = page.CSS, page.theme
-PUBLIC_API = ("generate", "new_pair", "vote", "leaderboard", "models", "export")
+PUBLIC_API = ("generate", "extend", "continue", "new_pair", "vote", "leaderboard", "models", "export")
 VOTE_LABELS = {"a": "A is better", "tie": "Tie", "both_bad": "Both are bad", "b": "B is better"}
 # What happened, said before the reason (gradio's toast shows only "Error" above the message).
 _PREFIXES = {VoteRejected: "Vote not recorded: ", RateLimited: "Too many requests: ", ServiceError: "Server busy: ",
@@ -204,6 +211,31 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
                                                      buttons=["download"], elem_id=f"clip-spec-{i}",
                                                      elem_classes=["spectrogram"]))
 
+            with gr.Accordion("Continue: extend a clip above, or continue your own audio", open=False,
+                              elem_id="continue-box"):
+                gr.Markdown("**Extend this clip** adds seconds to a clip above with its own model and settings. "
+                            "**Continue this audio** continues an uploaded file (WAV, FLAC, MP3 or OGG, shorter than "
+                            "the model's maximum) with the settings above; *Duration* then counts the upload. The "
+                            "upload is deleted from the server once read; only the clip made from it is kept.")
+                with gr.Row():
+                    with gr.Column(min_width=240):
+                        extend_which = gr.Radio([(f"Clip {i}", i) for i in range(1, MAX_VARIATIONS + 1)], value=1,
+                                                label="Clip to extend", elem_id="extend-which")
+                        extend_seconds = gr.Slider(MIN_NEW_SECONDS, 30, value=4, step=0.5, label="Seconds to add",
+                                                   elem_id="extend-seconds")
+                        extend_clip_id = gr.Textbox(value="", visible=False, label="Clip id")
+                        extend_btn = gr.Button("Extend this clip", elem_id="extend-button")
+                    with gr.Column(min_width=240):
+                        upload = gr.File(label="Audio to continue", file_types=[".wav", ".flac", ".mp3", ".ogg"],
+                                         type="filepath", elem_id="continue-upload")
+                        continue_btn = gr.Button("Continue this audio", elem_id="continue-button")
+                with gr.Row():
+                    extended_audio = gr.Audio(label="Extended clip", type="filepath", interactive=False,
+                                              buttons=["download"], elem_id="extended-audio")
+                    extended_spec = gr.Image(label="Extended clip: spectrogram", type="filepath", interactive=False,
+                                             height=160, elem_classes=["spectrogram"], elem_id="extended-spec")
+                extended_meta = gr.JSON(visible=False, label="Extended clip metadata")
+
         # ------------------------------------------------------------------- Arena
         with gr.Tab("Arena", id="arena"):
             reason, gate = arena.unavailable_reason, arena.min_listen_s
@@ -320,6 +352,51 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
               api_name="generate", concurrency_limit=None, js=page.GENERATE_START_JS).then(
             None, None, None, js=page.GENERATE_END_JS, **JS_ONLY)
         clip_meta.change(None, [clip_meta], [clip_info], js=page.CLIP_INFO_JS, **JS_ONLY)
+
+        # ------------------------------------------------------------------- wiring: continuation
+        continuation = services.continuation
+        if continuation is not None and continuation.upload_root is None:  # where gradio keeps uploads
+            continuation.upload_root = Path(gr.utils.get_upload_folder()).resolve()
+        pick_clip = "(meta, i) => [((meta && meta.clips) || [])[Number(i) - 1]?.clip_id || '']"
+        gr.on([clip_meta.change, extend_which.change], None, [clip_meta, extend_which], [extend_clip_id],
+              js=pick_clip, **JS_ONLY)
+
+        @_guard
+        def extend(clip_id: str, seconds: float, request: gr.Request,
+                   progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+            if continuation is None:
+                raise InputError("this server does not extend clips")
+            c = continuation.extend(clip_id, seconds, caller=who(request), progress=lambda f, d: progress(f, desc=d))
+            meta = {"clip_id": c.clip.id, "prompt": c.clip.prompt, "model_id": c.clip.model_id, "seed": c.clip.seed,
+                    "duration": c.clip.duration, "params": c.clip.params}
+            return str(c.clip.audio_file), str(c.spectrogram) if c.spectrogram else None, c.clip.id, meta
+
+        extend_btn.click(extend, [extend_clip_id, extend_seconds],
+                         [extended_audio, extended_spec, extend_clip_id, extended_meta], api_name="extend",
+                         concurrency_limit=None)
+
+        @_guard
+        def continue_audio(upload: Any, prompt: str, model_id: str, duration: float, variations: float, cfg: float,
+                           temperature: float, top_k: float, seed: float, quality_diversity: float,
+                           objective_weights: Any, request: gr.Request,
+                           progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+            if continuation is None:
+                raise InputError("this server does not continue audio")
+            clips = continuation.continue_upload(upload, prompt, model_id, duration, cfg, temperature, top_k, seed,
+                                                 variations, quality_diversity, objective_weights,
+                                                 caller=who(request), progress=lambda f, d: progress(f, desc=d))
+            paths = [str(c.clip.audio_file) for c in clips] + [None] * (MAX_VARIATIONS - len(clips))
+            pictures = [str(c.spectrogram) if c.spectrogram else None for c in clips]
+            pictures += [None] * (MAX_VARIATIONS - len(clips))
+            meta = {"model_id": model_id, "model": registry.display_name(model_id), "prompt": clips[0].clip.prompt,
+                    "clips": [{"clip_id": c.clip.id, "seed": c.clip.seed, "duration": c.clip.duration,
+                               "sample_rate": c.clip.sample_rate, "params": c.clip.params,
+                               "checkpoint_hash": c.clip.checkpoint_hash} for c in clips]}
+            return (*paths, *pictures, meta, None)
+
+        continue_btn.click(continue_audio, [upload, prompt, model, duration, variations, cfg, temperature, top_k,
+                                            seed, lam, objective_weights],
+                           [*audios, *spectrograms, clip_meta, upload], api_name="continue", concurrency_limit=None)
 
         # ------------------------------------------------------------------- wiring: Arena
         @_guard

@@ -27,22 +27,32 @@ MAX_PROMPT_FILE_BYTES = 50 * 2**20  # no prompt worth the model's window needs m
 @dataclass
 class AudioPrompt:
     """An audio prompt: ``audio`` [C, S] at the model's rate (mono mixdown), its ``codes`` [K, P];
-    ``name``/``sha256`` of the source file; ``seconds`` = S / model rate."""
+    ``name``/``sha256`` of the source file; ``seconds`` = S / model rate. ``lead`` [C, L]: audio that comes
+    before ``audio`` in the output, verbatim, but is not shown to the model (extending a clip longer than
+    the model's context: only its tail is the prompt)."""
 
     audio: torch.Tensor
     codes: torch.Tensor
     sample_rate: int
     name: str = ""
     sha256: str = ""
+    lead: torch.Tensor | None = None
 
     @property
     def seconds(self) -> float:
         return self.audio.shape[-1] / self.sample_rate
 
+    @property
+    def lead_seconds(self) -> float:
+        return 0.0 if self.lead is None else self.lead.shape[-1] / self.sample_rate
+
     def record(self) -> dict:
         """What a clip's metadata says about its prompt."""
-        return {"prompt_file": self.name, "prompt_sha256": self.sha256, "prompt_seconds": round(self.seconds, 4),
-                "prompt_frames": int(self.codes.shape[-1])}
+        record = {"prompt_file": self.name, "prompt_sha256": self.sha256, "prompt_seconds": round(self.seconds, 4),
+                  "prompt_frames": int(self.codes.shape[-1])}
+        if self.lead is not None:
+            record["lead_seconds"] = round(self.lead_seconds, 4)
+        return record
 
 
 def max_prompt_seconds(gen: MusicGenerator) -> float:
@@ -103,10 +113,33 @@ def read_prompt(gen: MusicGenerator, path: str | Path, max_bytes: int = MAX_PROM
 
 def join_prompt(prompt: AudioPrompt, audio: torch.Tensor, fade_s: float = SPLICE_FADE) -> torch.Tensor:
     """Decoded clips [N, C, S] whose codes begin with the prompt's -> the same with the prompt's own samples
-    at the start (crossfaded over its last ``fade_s`` seconds)."""
+    at the start (crossfaded over its last ``fade_s`` seconds), after the ``lead`` if any: [N, C, L + S]."""
     fade = round(fade_s * prompt.sample_rate)
     head = prompt.audio.to(audio.dtype)
-    return torch.stack([splice_prompt(head[: row.shape[0]], row, fade) for row in audio])
+    out = torch.stack([splice_prompt(head[: row.shape[0]], row, fade) for row in audio])
+    if prompt.lead is None:
+        return out
+    lead = prompt.lead.to(audio.dtype)[: audio.shape[1]]
+    return torch.cat([lead[None].expand(audio.shape[0], -1, -1), out], dim=-1)
+
+
+def prompt_from_clip(gen: MusicGenerator, wav: np.ndarray, sample_rate: int, context_s: float, name: str = "",
+                     sha256: str = "") -> AudioPrompt:
+    """A clip to extend: its last ``context_s`` seconds (at most the model's prompt limit) are the prompt,
+    everything before is the verbatim ``lead``.
+
+    Args:
+        wav: [S] or [S, C] at ``sample_rate``.
+    """
+    whole = gen.prompt_audio(wav, sample_rate)
+    tail = min(whole.shape[-1], round(min(context_s, max_prompt_seconds(gen)) * gen.sample_rate))
+    if tail < 1:
+        raise InputError("the clip to extend has no samples")
+    mono = whole[0, -tail:].numpy()
+    prompt = prompt_from_array(gen, mono, gen.sample_rate, name, sha256)
+    if tail < whole.shape[-1]:
+        prompt.lead = whole[:, :-tail]
+    return prompt
 
 
 def long_form_record(gen: MusicGenerator, plan: GenerationPlan) -> dict:

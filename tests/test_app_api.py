@@ -55,7 +55,7 @@ def test_build_ui_without_launch_has_the_stable_api_names(tmp_path):
     try:
         demo = build_ui(services)
         public = {f.api_name for f in demo.fns.values() if f.api_visibility == "public"}
-        assert public == {"generate", "new_pair", "vote", "leaderboard", "models", "export"}
+        assert public == {"generate", "extend", "continue", "new_pair", "vote", "leaderboard", "models", "export"}
         # every event that runs Python is one of them: the rest of the page is JavaScript only
         assert {f.api_name for f in demo.fns.values() if f.fn is not None} == public
     finally:
@@ -64,7 +64,8 @@ def test_build_ui_without_launch_has_the_stable_api_names(tmp_path):
 
 def test_api_names_and_parameters(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert set(endpoints) == {"/generate", "/new_pair", "/vote", "/leaderboard", "/models", "/export"}
+    assert set(endpoints) == {"/generate", "/extend", "/continue", "/new_pair", "/vote", "/leaderboard", "/models",
+                              "/export"}
     names = lambda ep: [p["parameter_name"] for p in endpoints[ep]["parameters"]]  # noqa: E731
     assert names("/generate") == ["prompt", "model_id", "duration", "variations", "cfg", "temperature", "top_k",
                                   "seed", "quality_diversity", "best_of", "best_of_reward", "objective_weights"]

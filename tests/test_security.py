@@ -237,12 +237,12 @@ def test_non_finite_numbers_through_the_rest_api(server, client, numbers):
 
 
 def test_only_the_public_api_runs_python(server, client):
-    """Every function the page registers either is one of the six public endpoints or has no Python at all:
+    """Every function the page registers either is one of the eight public endpoints or has no Python at all:
     calling the others by index through the queue answers with an error and runs nothing."""
     demo, base = server.demo, server.url.rstrip("/")
     python = {i: f for i, f in demo.fns.items() if f.fn is not None}
-    assert {f.api_name for f in python.values()} == {"generate", "new_pair", "vote", "leaderboard", "models",
-                                                     "export"}
+    assert {f.api_name for f in python.values()} == {"generate", "extend", "continue", "new_pair", "vote",
+                                                     "leaderboard", "models", "export"}
     assert all(f.api_visibility == "public" for f in python.values())
     hidden = [i for i in demo.fns if i not in python]
     assert hidden
