@@ -1,11 +1,11 @@
 """How many CPU threads torch uses: one rule for every heavy command (``--threads``) and the app.
 
 torch's own default is one intra-op thread per core. On a machine whose cores are busy with other work
-(a shared laptop, a CI runner, the app's request threads beside a training run) those threads wait on
-each other: ``musicrl bench threads`` measured generation with the default count 4-5x slower than with one
-thread on a loaded 2-core machine, while an idle machine gains little from more threads at batch 1
-(decoding is a chain of small matrix products). So the default is small and grows slowly with the cores:
-one thread up to 4 cores, then a quarter of the cores, at most 8 (docs/BENCHMARKS.md, "Threads").
+(a shared laptop, a CI runner, the app's request threads beside a training run) those threads wait for
+time slices at every one of a decoding step's ~100 small operations: ``musicrl bench threads`` measured
+two threads 5-10x slower than one on a loaded 2-core machine (docs/BENCHMARKS.md, "Threads"). So the
+default is small and grows slowly with the cores: one thread up to 4 cores, then a quarter of the cores,
+at most 8 (the counts above 4 cores are a choice, not a measurement).
 """
 
 from __future__ import annotations
