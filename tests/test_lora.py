@@ -138,6 +138,12 @@ def test_full_finetune_from_a_tiny_init_saves_a_checkpoint_that_finetunes_again(
                if k.endswith("fc1.weight"))
     assert tuned.meta["lineage"]["parents"] == ["debug-0"] and tuned.meta["lineage"]["init"] == "debug"
     assert model_identity(tuned)["codec_fingerprint"] == model_identity(init)["codec_fingerprint"]
+    # resume: a full run stopped after step 1 goes on from its saved weights
+    stopped = tmp_path / "stopped"
+    lm_recipe.main(config(tokens, stopped, "lora.rank=0", "steps=2", "time_limit_min=1e-9"))
+    saved = weights(stopped, "lm")
+    resumed = lm_recipe.setup(config(tokens, stopped, "lora.rank=0", "steps=2"))
+    assert resumed.step == 1 and all(torch.equal(v, saved[k]) for k, v in resumed.lm.state_dict().items())
     # the finetuned checkpoint keeps the codec and encoder: the same data finetunes it again
     again = load_config(lm_recipe.Config, None, [f"data={tokens}", f"out={tmp_path / 'again'}",
                                                  f"init={out / 'model'}", *RUN, "steps=1"])
@@ -169,3 +175,29 @@ def test_lora_two_processes_equal_one(tokens, tmp_path):
     for k in one:
         torch.testing.assert_close(one[k], two[k], rtol=1e-4, atol=2e-5)
     assert (tmp_path / "two" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_hf_musicgen_import_finetune_and_again(tiny_hf_dir, tmp_path):
+    """A (tiny random) Hugging Face MusicGen: its T5 and EnCodec tokenise, LoRA finetunes it, and the merged
+    checkpoint (T5 + EnCodec saved with it) is recognised as the same codec and encoder."""
+    import numpy as np
+    import soundfile as sf
+
+    from musicrl.audio_import import ImportConfig, import_audio
+    from musicrl.lm_data import TokenData
+
+    src = tmp_path / "audio"
+    src.mkdir()
+    for i in range(3):
+        sf.write(src / f"t{i}.wav", 0.3 * np.sin(np.arange(16000) * (0.05 + 0.02 * i)).astype(np.float32), 16000)
+    (src / "c.jsonl").write_text("".join(json.dumps({"file": f"t{i}.wav", "caption": "fast techno drums"}) + "\n"
+                                         for i in range(3)))
+    data = tmp_path / "tokens"
+    import_audio(ImportConfig(src, src / "c.jsonl", data, str(tiny_hf_dir), segment=0.5, valid_share=0.34),
+                 progress=False)
+    assert TokenData.load(data).meta["model"]["codec"]["type"] == "encodec"
+    args = [f"data={data}", *RUN, "batch_size=2", "lora.rank=2", "steps=1"]
+    lm_recipe.main(load_config(lm_recipe.Config, None, [*args, f"init={tiny_hf_dir}", f"out={tmp_path / 'a'}"]))
+    lm_recipe.main(load_config(lm_recipe.Config, None, [*args, f"init={tmp_path / 'a' / 'model'}",
+                                                        f"out={tmp_path / 'b'}"]))
+    assert (tmp_path / "b" / "adapter" / "adapter_model.safetensors").is_file()
