@@ -56,6 +56,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median is reported (default: 3)")
     t.add_argument("--out", type=Path, default=None, help="append the rows to this JSONL file (default: none)")
     t.set_defaults(func=run_threads)
+    m = which.add_parser("seams", help="continuity across long-form sliding-window seams vs inside a window "
+                         "(chroma and embedder cosine of the second before vs after)")
+    m.add_argument("--model", default="default", help="model to generate with (default: default)")
+    m.add_argument("--duration", type=float, default=24.0,
+                   help="seconds per clip, beyond the model's maximum (up to 300; default: 24)")
+    m.add_argument("--prompts", type=int, default=6, help="clips, one per built-in prompt, 1 to 8 (default: 6)")
+    m.add_argument("--seed", type=int, default=0, help="seed of clip 0 (clip i: seed + i; default: 0)")
+    m.add_argument("--cfg", type=float, default=3.0, help="guidance scale (default: 3)")
+    m.add_argument("--extend-stride", type=float, default=None,
+                   help="new seconds per window (default: 0.6 x the model's maximum)")
+    m.add_argument("--span", type=float, default=1.0, help="seconds compared either side of a point (default: 1)")
+    m.add_argument("--out", type=Path, default=None, help="append the result to OUT/seams.jsonl (default: none)")
+    m.set_defaults(func=run_seams)
+
+
+def run_seams(args: argparse.Namespace) -> int:
+    from musicrl.bench.seams import PROMPTS, run_seams_bench, write_result
+
+    if not 1 <= args.prompts <= len(PROMPTS):
+        raise InputError(f"--prompts must be from 1 to {len(PROMPTS)}, got {args.prompts}")
+    if not args.span > 0:
+        raise InputError(f"--span must be > 0 seconds, got {args.span}")
+    result = run_seams_bench(args.model, args.duration, PROMPTS[: args.prompts], args.seed, args.cfg,
+                             args.extend_stride, args.span)
+    if args.out is not None:
+        write_result(result, args.out)
+    return 0
 
 
 def run_threads(args: argparse.Namespace) -> int:
