@@ -18,6 +18,7 @@ default (MiniLM + spectral codec) and the debug stack are refused with one line 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -168,7 +169,8 @@ def hf_musicgen_for_saving(gen: MusicGenerator) -> nn.Module:
     refuse_unexportable(gen.name, hf_export_problems(gen))
     cfg = gen.lm.cfg
     # Copies: the wrapper rewrites its parts' configs (attention implementation), which would change ours.
-    with torch.random.fork_rng():  # the decoder's random init is overwritten below
+    # No random init (every weight is overwritten below): 0.14 s instead of 9.9 s at musicgen-small's size.
+    with torch.random.fork_rng(), _no_init_weights():
         hf = MusicgenForConditionalGeneration(
             text_encoder=copy.deepcopy(gen.conditioner.encoder),
             audio_encoder=copy.deepcopy(gen.codec.model),
@@ -188,6 +190,14 @@ def hf_musicgen_for_saving(gen: MusicGenerator) -> nn.Module:
     gc.guidance_scale = 1.0 if gen.cfg_free else 3.0  # MusicGen's default; a CFG-distilled model needs none
     gc.max_length = min(int(gen.max_duration * gen.codec.frame_rate), cfg.max_positions)
     return hf.eval()
+
+
+def _no_init_weights():
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # older transformers: initialise (slower, same result)
+        return contextlib.nullcontext()
+    return no_init_weights()
 
 
 def _write_processor(gen: MusicGenerator, path: Path) -> None:
@@ -244,6 +254,7 @@ def export_hf_musicgen(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         hf.save_pretrained(tmp)
+        del hf  # the check below reloads from disk: hold two copies of the model, not three
         _write_processor(gen, tmp)
         diff = None
         if verify:
