@@ -155,7 +155,7 @@ def hf_decoder_state(lm: AudioLM) -> dict[str, torch.Tensor]:
     state[f"{pre}layer_norm.bias"] = lm.final_norm.bias
     for i, head in enumerate(lm.heads.weight.split(v)):
         state[f"lm_heads.{i}.weight"] = head
-    return {name: t.detach().float().contiguous().clone() for name, t in state.items()}
+    return {name: t.detach().float().contiguous() for name, t in state.items()}  # views: load_state_dict copies
 
 
 @torch.no_grad()
