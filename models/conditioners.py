@@ -15,6 +15,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Protocol
 
@@ -52,6 +53,19 @@ class _HFTextEncoder(nn.Module):
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         return TextStates(states.float(), mask.bool())
+
+    def read_part(self, prompt: str) -> tuple[str, int]:
+        """(the beginning of ``prompt`` the encoder reads, the prompt's token count with special tokens):
+        tokens past ``max_tokens`` are cut off by :meth:`encode`."""
+        batch = self.tokenizer(prompt, add_special_tokens=True, return_offsets_mapping=True)
+        ids, offsets = batch["input_ids"], batch["offset_mapping"]
+        if len(ids) <= self.max_tokens:
+            return prompt, len(ids)
+        specials = set(self.tokenizer.all_special_ids)
+        truncated = self.tokenizer(prompt, add_special_tokens=True, truncation=True, max_length=self.max_tokens)
+        read = sum(i not in specials for i in truncated["input_ids"])  # the cut keeps room for [CLS], [SEP]
+        ends = [end for i, (_, end) in zip(ids, offsets, strict=True) if i not in specials]
+        return prompt[: ends[read - 1] if read else 0], len(ids)
 
     def pooled(self, prompts: list[str]) -> torch.Tensor:
         """Mean of the real tokens' states: [B, C] (sentence-transformers pooling)."""
@@ -166,6 +180,11 @@ class DebugConditioner(nn.Module):
             ids[i, : len(ws)] = torch.tensor([self._bucket(w) for w in ws])
             mask[i, : len(ws)] = True
         return TextStates(self.table[ids] * mask[..., None], mask)
+
+    def read_part(self, prompt: str) -> tuple[str, int]:
+        """(the beginning of ``prompt`` up to its ``max_tokens``-th word — what the table reads, the word count)."""
+        ends = [m.end() for m in re.finditer(r"\S+", prompt)]
+        return prompt[: ends[self.max_tokens - 1]] if len(ends) > self.max_tokens else prompt, len(ends)
 
     def describe(self) -> dict:
         return {
