@@ -1,8 +1,9 @@
 """``musicrl merge A B --lam 0.5 --out C``: weight interpolation of two checkpoints of one architecture.
 
-Methods (ALGORITHMS §2, §5): ``lerp`` (1 - lam) A + lam B; ``slerp`` per-tensor SLERP of the task
-vectors A - INIT and B - INIT (needs --init); with --init and --eta, LITI moves the result toward INIT:
-(1 - eta) INIT + eta merged. The app's quality/diversity slider calls the same ``models.merge`` functions.
+Methods (Cideron et al. 2024, arXiv:2410.06084; WARP, arXiv:2406.16768): ``lerp`` (1 - lam) A + lam B;
+``slerp`` per-tensor SLERP of the task vectors A - INIT and B - INIT (needs --init); with --init and --eta,
+LITI moves the result toward INIT: (1 - eta) INIT + eta merged. The app's quality/diversity slider calls the
+same ``models.merge`` functions.
 
 When B is a LoRA adapter directory (``musicrl train lm init=A lora.rank=R`` writes OUT/adapter), the result
 is A + lam * (the adapter's delta), lam 1 by default; the adapter must have been trained on A (same
