@@ -45,3 +45,26 @@ def multires_mel_distance(
         b = log_mel(stft_magnitude(est[None].float(), n_fft, n_fft // 4), fb)
         total += float((a - b).abs().mean())
     return total / len(resolutions)
+
+
+def chroma_cosine(
+    ref: torch.Tensor, est: torch.Tensor, sample_rate: int, n_fft: int = 2048, hop: int = 320, silence_db: float = -50.0
+) -> float:
+    """Mean per-frame cosine similarity of 12-bin chroma vectors, reference vs estimate: 1 when every frame
+    has the same pitch-class content whatever its loudness; chroma is non-negative, so 0 is the least.
+
+    ref, est: [S] waveforms (est is trimmed/padded to ref's length). Frames whose reference energy is more
+    than ``silence_db`` below the loudest frame are skipped, and so are silent estimate frames (no direction).
+    Unlike :func:`chroma_correlation` the vectors are not centred: a frame with one pitch class vs the same
+    plus a second equally loud one scores 1/sqrt(2), not a correlation of centred vectors.
+    """
+    n = ref.shape[-1]
+    est = torch.nn.functional.pad(est[..., :n], (0, max(0, n - est.shape[-1])))
+    fb = chroma_filterbank(sample_rate, n_fft)
+    c_ref = chroma(stft_magnitude(ref[None].float(), n_fft, hop), fb)[0]  # [12, T]
+    c_est = chroma(stft_magnitude(est[None].float(), n_fft, hop), fb)[0]
+    energy = c_ref.sum(0)
+    keep = (energy > energy.max() * 10 ** (silence_db / 10)) & (c_est.sum(0) > 0)
+    a, b = c_ref[:, keep], c_est[:, keep]
+    cos = (a * b).sum(0) / (a.norm(dim=0) * b.norm(dim=0)).clamp_min(1e-30)
+    return float(cos.mean()) if cos.numel() else float("nan")

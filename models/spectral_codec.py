@@ -36,6 +36,7 @@ class SpectralCodecConfig:
     num_quantizers: int = 4
     codebook_size: int = 256
     griffin_lim_iters: int = 64
+    griffin_lim_momentum: float = 0.99
 
     @property
     def bins(self) -> int:
@@ -120,13 +121,18 @@ class SpectralCodec(nn.Module):
         return (logmag.exp() - LOG_EPS).clamp_min(0.0)
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes [B, Q, T] -> wav [B, 1, (T - 1) * hop] via Griffin-Lim (deterministic)."""
+    def decode(self, codes: torch.Tensor, iters: int | None = None, momentum: float | None = None) -> torch.Tensor:
+        """codes [B, Q, T] -> wav [B, 1, T * hop] via fast Griffin-Lim (deterministic).
+
+        ``iters``/``momentum``: override the config's ``griffin_lim_iters``/``griffin_lim_momentum``
+        (``musicrl bench codec`` compares settings on one loaded codec)."""
         if codes.dim() != 3 or codes.shape[1] != self.num_codebooks:
             raise ValueError(f"codes must be [B, {self.num_codebooks}, T], got {tuple(codes.shape)}")
         mag = self.decode_magnitude(codes)
         length = codes.shape[-1] * self.cfg.hop
-        wav = griffin_lim(mag, self.cfg.n_fft, self.cfg.hop, self.cfg.griffin_lim_iters, length=length)
+        iters = self.cfg.griffin_lim_iters if iters is None else iters
+        momentum = self.cfg.griffin_lim_momentum if momentum is None else momentum
+        wav = griffin_lim(mag, self.cfg.n_fft, self.cfg.hop, iters, momentum, length=length)
         return wav[:, None]
 
     def describe(self) -> dict:

@@ -69,6 +69,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--span", type=float, default=1.0, help="seconds compared either side of a point (default: 1)")
     m.add_argument("--out", type=Path, default=None, help="append the result to OUT/seams.jsonl (default: none)")
     m.set_defaults(func=run_seams)
+    d = which.add_parser("codec", help="the spectral codec's decode: Griffin-Lim settings vs the shipped one on "
+                         "held-out corpus clips (mel, chroma, quality score, time; share of LM time)")
+    d.add_argument("--model", default="default", help="model with a spectral codec (default: default)")
+    d.add_argument("--corpus", type=Path, default=Path("data/corpus"), help="corpus directory (default: data/corpus)")
+    d.add_argument("--clips", type=int, default=40, help="test-split clips, >= 2 (default: 40)")
+    d.add_argument("--iters", type=_list(int), default=[4, 8, 16, 32],
+                   help="Griffin-Lim iteration counts to try, each >= 0 (default: 4,8,16,32)")
+    d.add_argument("--momenta", type=_list(float), default=[0.99],
+                   help="fast Griffin-Lim momenta to try, each in [0, 2) (default: 0.99)")
+    d.add_argument("--batches", type=_list(int), default=[1, 16],
+                   help="batch sizes for the share of LM time, each >= 1 (default: 1,16)")
+    d.add_argument("--cfgs", type=_list(float), default=[3.0, 1.0],
+                   help="guidance scales for the LM timing (1 = no CFG, as a distilled model; default: 3,1)")
+    d.add_argument("--duration", type=float, default=8.0, help="seconds per sampled clip (default: 8)")
+    d.add_argument("--out", type=Path, default=None, help="append the result to OUT/codec.jsonl (default: none)")
+    d.set_defaults(func=run_codec)
+
+
+def run_codec(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.quality import QualityModel
+    from models.registry import ASSETS_DIR, load_generator
+    from musicrl.bench.codec import Candidate, check_spectral, run_codec_bench, write_result
+    from musicrl.corpus_data import load_split_audio
+
+    if args.clips < 2 or not args.batches or min(args.batches) < 1 or not args.iters or min(args.iters) < 0:
+        raise InputError("--clips must be >= 2, every batch >= 1 and every iteration count >= 0")
+    if not args.momenta or not all(0 <= m < 2 for m in args.momenta) or not args.cfgs:
+        raise InputError("every momentum must be in [0, 2) and --cfgs must name at least one scale")
+    gen = load_generator(args.model)
+    check_spectral(gen)
+    clips, _ = load_split_audio(args.corpus, "test", gen.codec.sample_rate, args.clips)
+    quality = QualityModel.load(ASSETS_DIR / "quality")
+    if quality.sample_rate != gen.codec.sample_rate:
+        raise InputError(f"the quality model hears {quality.sample_rate} Hz; this codec makes {gen.codec.sample_rate}")
+    candidates = [Candidate(i, m) for m in args.momenta for i in args.iters]
+    result = run_codec_bench(gen, [torch.from_numpy(c) for c in clips], candidates, quality.score, args.batches,
+                             args.duration, args.cfgs)
+    if args.out is not None:
+        write_result(result, args.out)
+    return 0
 
 
 def run_seams(args: argparse.Namespace) -> int:
