@@ -52,7 +52,7 @@ from app.validation import (
     collapse_whitespace,
     number,
 )
-from models.audio_io import wav_bytes
+from models.audio_io import PEAK_CEILING, wav_bytes
 from models.errors import InputError
 from models.generator import GenerationPlan, MusicGenerator
 from models.sampling import SamplingParams
@@ -79,6 +79,7 @@ class GenerationRequest:
     weights: Weights | None = None  # steerable entries only: normalised objective weights
     best_of: int = 1  # N candidates per clip (1 = plain generation)
     reward: str | None = None  # the best-of reward (app.best_of.REWARDS), with best_of > 1
+    prompt_cut: str | None = None  # which words of the prompt the model ignores (it reads max_tokens tokens)
     audio_prompt: AudioPrompt | None = field(default=None, compare=False)  # continue this audio (app/extend.py)
 
     @property
@@ -116,6 +117,7 @@ class GeneratedAudio:
     seed: int
     checkpoint_hash: str
     best_of: dict | None = None
+    gain: float = 1.0  # the decoder's peak normalisation (< 1: scaled down instead of clipped)
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,8 @@ class GenerationService:
             if params.greedy:
                 raise InputError("best-of-N needs sampling: with greedy decoding every candidate is the same clip")
             self.scorers.reward(reward or "", gen.sample_rate)
-        request = GenerationRequest(model_id, duration, plan, lam, steer, best_of, reward if best_of > 1 else None)
+        request = GenerationRequest(model_id, duration, plan, lam, steer, best_of, reward if best_of > 1 else None,
+                                    gen.prompt_cut_warning(plan.prompts[0]))
         return replace(request, audio_prompt=audio_prompt)
 
     def submit(self, request: GenerationRequest) -> _Job:
@@ -315,10 +318,13 @@ class GenerationService:
             params["weights"] = dict(request.weights)
         if request.audio_prompt is not None:
             params["continuation"] = request.audio_prompt.record()
+        if request.prompt_cut is not None:
+            params["prompt_cut"] = request.prompt_cut
         clips = []
         for index, out in enumerate(audios):
             duration = out.audio.shape[-1] / out.sample_rate
             extra = {"best_of": out.best_of} if out.best_of is not None else {}
+            extra["peak_normalization"] = {"ceiling": PEAK_CEILING, "gain": round(out.gain, 6)}
             clips.append(self.store.add_clip(request.prompt, request.model_id, out.checkpoint_hash,
                                              {**params, **extra, "variation": index}, out.seed,
                                              wav_bytes(out.audio, out.sample_rate), out.sample_rate, duration))
@@ -382,7 +388,8 @@ class GenerationService:
             rows = self._best_of(gen, first, plan, on_step)
         else:
             out = gen.render(plan, on_step=on_step)
-            rows = [GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seed, gen.checkpoint_hash)
+            rows = [GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seed, gen.checkpoint_hash,
+                                   gain=float(out.gains[i]))
                     for i, seed in enumerate(plan.seeds)]
         self.stats.rows.append(len(plan.seeds) * first.best_of)
         self.stats.seconds.append(time.perf_counter() - start)
@@ -405,7 +412,8 @@ class GenerationService:
             record = out.record(i)  # the keys of musicrl generate --best-of's clip JSON
             picked = {"n": n, "reward": first.reward, "reward_value": record["candidate_rewards"][record["chosen"]],
                       **record, "cost": dict(out.cost)}
-            rows.append(GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seed, gen.checkpoint_hash, picked))
+            rows.append(GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seed, gen.checkpoint_hash, picked,
+                                       gain=float(out.gains[i])))
         return rows
 
     def _take(self) -> list[_Job] | None:

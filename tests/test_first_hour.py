@@ -218,3 +218,28 @@ def test_prefs_export_without_a_store_writes_nothing(tmp_path, capsys, monkeypat
     assert main(["prefs", "export", "--out", "votes.jsonl"]) == 2
     assert "there is no preference store" in capsys.readouterr().err
     assert list(tmp_path.rglob("*")) == []  # no empty database, no data/app folder, no output file
+
+
+def test_app_records_the_prompt_cut_and_the_gain(tmp_path):
+    """The app's stored clip says which words the model ignored (the page shows it as a warning) and the
+    peak normalisation's gain, as the CLI's JSON does."""
+    from app.generation import GenerationService
+    from app.registry import ModelRegistry, RegistryEntry
+    from app.store import open_store
+
+    registry = ModelRegistry([RegistryEntry("a", "A", path="debug")])
+    with open_store(None, tmp_path / "data") as store:
+        service = GenerationService(registry, store, autostart=False)
+        try:
+            long = " ".join(f"w{i}" for i in range(34))
+            request = service.request("a", long, 0.2, _params(), (0,))
+            audios = service.generate_batch([request])[0]
+            clip = service.store_clips(request, audios, source="generate")[0]
+            assert clip.params["prompt_cut"].endswith("'w32 w33' is ignored")
+            norm = clip.params["peak_normalization"]
+            assert norm["ceiling"] == PEAK_CEILING and 0 < norm["gain"] <= 1
+            short = service.request("a", "w0 w1", 0.2, _params(), (0,))
+            clip = service.store_clips(short, service.generate_batch([short])[0], source="generate")[0]
+            assert "prompt_cut" not in clip.params
+        finally:
+            service.close()
