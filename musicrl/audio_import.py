@@ -257,9 +257,10 @@ def import_audio(cfg: ImportConfig, gen: MusicGenerator | None = None, progress:
     plan = import_plan(cfg, gen, files)
     out = cfg.out
     check_resume(out, plan)
-    (out / "parts").mkdir(parents=True, exist_ok=True)
-    if not (out / "import.json").is_file():
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "import.json").is_file():  # first, so that a crash at any later point leaves a resumable OUT
         atomic_write(out / "import.json", json.dumps(plan, indent=1).encode())
+    (out / "parts").mkdir(exist_ok=True)
     splits = split_files(files, cfg.valid_share, cfg.seed)
     done = _progress(out)
     todo = [f for f in files if f not in done]

@@ -31,7 +31,7 @@ def gen():
 @pytest.fixture
 def folder(tmp_path):
     """6 good files (WAV mono/stereo, FLAC at 22.05 kHz, OGG, a subfolder), a corrupt one, a silent one, one
-    without a caption and one whose caption holds an escape character."""
+    without a caption, one whose caption holds an escape character, one shorter than a segment, an empty one."""
     src = tmp_path / "own"
     (src / "sub").mkdir(parents=True)
     sf.write(src / "a.wav", tone(220, 2.5), SR)
@@ -44,9 +44,12 @@ def folder(tmp_path):
     sf.write(src / "silent.wav", np.zeros(2 * SR, np.float32), SR)
     sf.write(src / "nocaption.wav", tone(600, 2.0), SR)
     sf.write(src / "escape.wav", tone(700, 2.0), SR)
+    sf.write(src / "tiny.wav", tone(800, 0.5), SR)
+    sf.write(src / "empty.wav", np.zeros(0, np.float32), SR)
     rows = [("a.wav", "calm piano, slow"), ("b.wav", "stereo rock guitar"), ("c.flac", "a folk tune in C major"),
             ("d.ogg", "short jazz riff"), ("sub/e.wav", "bright synth lead"), ("f.wav", "two notes and a gap"),
-            ("corrupt.wav", "broken"), ("silent.wav", "nothing at all"), ("escape.wav", "red \x1b[31m text")]
+            ("corrupt.wav", "broken"), ("silent.wav", "nothing at all"), ("escape.wav", "red \x1b[31m text"),
+            ("tiny.wav", "a blip"), ("empty.wav", "no samples")]
     captions = tmp_path / "captions.csv"
     captions.write_text("file,caption\n" + "".join(f'{f},"{c}"\n' for f, c in rows))
     return src, captions
@@ -96,7 +99,8 @@ def test_import_skips_bad_files_splits_by_file_and_records_the_model(folder, tmp
     out = tmp_path / "tokens"
     info = run_import(folder, out, gen, valid_share=0.34, seed=3)
     skipped = {json.loads(x)["file"]: json.loads(x)["reason"] for x in (out / "skipped.jsonl").read_text().splitlines()}
-    assert set(skipped) == {"corrupt.wav", "silent.wav", "nocaption.wav", "escape.wav"}
+    assert set(skipped) == {"corrupt.wav", "silent.wav", "nocaption.wav", "escape.wav", "tiny.wav", "empty.wav"}
+    assert skipped["tiny.wav"].startswith("too short: 0.50 s") and skipped["empty.wav"].startswith("empty")
     assert skipped["corrupt.wav"].startswith("unreadable") and skipped["silent.wav"].startswith("silent")
     assert skipped["nocaption.wav"] == "no caption in the captions file"
     assert "control" in skipped["escape.wav"] and skipped["escape.wav"].startswith("caption")
@@ -156,7 +160,7 @@ def test_cli_import_and_refusals(folder, tmp_path, capsys):
     out = tmp_path / "cli"
     args = ["data", "import", str(src), "--captions", str(captions), "--model", "debug", "--out", str(out)]
     assert main([*args, "--segment", "1", "--no-progress"]) == 0
-    assert "4 file(s) skipped" in capsys.readouterr().out
+    assert "6 file(s) skipped" in capsys.readouterr().out
     assert main([*args, "--segment", "11", "--no-progress"]) == 2  # the debug model's maximum is 10 s
     assert main([*args, "--segment", "2", "--no-progress"]) == 2  # other arguments than the started import
     err = capsys.readouterr().err
