@@ -301,7 +301,10 @@ def main(cfg: Config) -> dict:
             val = state.last_val = run_validation()
             if val["val_nll"] < state.best["val_nll"]:
                 state.best = val
-                export_finetuned(state, val) if state.init is not None else export(cfg, lm, val, state.step)
+                if state.init is not None:
+                    export_finetuned(state, val)
+                else:
+                    export(cfg, lm, val, state.step)
         if state.init is None:
             return {"best": state.best}
         return {"best": state.best, "first_val": state.first_val, "last_val": state.last_val}
