@@ -52,7 +52,7 @@ def register_import(data_sub: argparse._SubParsersAction) -> None:
                      help="CSV with a header row file,caption or JSONL {\"file\": ..., \"caption\": ...}; "
                      "file is the path relative to DIR or the bare file name")
     imp.add_argument("--model", default="default",
-                     help="the model whose codec and text encoder tokenise: default (the default), debug, an HF "
+                     help="the model whose codec and text encoder tokenise: default, debug, an HF "
                      "MusicGen directory or a musicrl checkpoint; finetune that model on the result")
     imp.add_argument("--out", required=True, type=Path, metavar="DIR", help="output token directory")
     imp.add_argument("--segment", type=float, default=0.0, metavar="S",
@@ -63,7 +63,7 @@ def register_import(data_sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--silence-db", type=float, default=-60.0, metavar="DB",
                      help="skip segments whose RMS is under this level in dBFS, in [-120, 0] (default -60)")
     imp.add_argument("--batch-size", type=int, default=16, metavar="N",
-                     help="segments per codec call, >= 1 (default 16; memory only, results unchanged)")
+                     help="segments per codec call, >= 1 (default 16; memory and speed)")
     imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     imp.set_defaults(func=run_import)
 
