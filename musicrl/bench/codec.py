@@ -65,7 +65,7 @@ def check_spectral(gen: MusicGenerator) -> None:
 
 
 def per_clip_metrics(codec, clips: list[torch.Tensor], candidates: list[Candidate],
-                     score: Scorer | None = None) -> dict[Candidate, dict[str, np.ndarray]]:
+                     score: Scorer | None = None, log=print) -> dict[Candidate, dict[str, np.ndarray]]:
     """Encode each clip [S] once, decode it with every candidate; {candidate: {metric: [N]}} (module docstring).
 
     ``quality`` is NaN when ``score`` is None."""
@@ -81,6 +81,8 @@ def per_clip_metrics(codec, clips: list[torch.Tensor], candidates: list[Candidat
             values[c]["mel"][i] = multires_mel_distance(wav, out, rate)
             values[c]["chroma"][i] = chroma_cosine(wav, out, rate)
             decoded[c].append(out[: wav.shape[-1]])
+        if (i + 1) % 10 == 0 or i + 1 == len(clips):
+            log(f"decoded {i + 1}/{len(clips)} clips with {len(candidates)} settings")
     if score is not None:
         for c in candidates:
             values[c]["quality"] = np.array([float(score(w[None])[0]) for w in decoded[c]])
@@ -103,7 +105,7 @@ def summarise(values: dict[Candidate, dict[str, np.ndarray]], baseline: Candidat
 
 
 def lm_shares(gen: MusicGenerator, candidates: list[Candidate], batches: list[int], duration: float,
-              cfgs: list[float], repeats: int = 3, seed: int = 0) -> list[dict]:
+              cfgs: list[float], repeats: int = 3, seed: int = 0, log=print) -> list[dict]:
     """Sample codes once per (guidance, batch) and time each candidate's decode of them (median of ``repeats``):
     rows with LM and decode seconds per clip and decode / LM."""
     gen.generate_codes(PROMPTS[:1], min(duration, 0.5), SamplingParams(cfg=cfgs[0]), seeds=seed)  # warm-up
@@ -114,6 +116,7 @@ def lm_shares(gen: MusicGenerator, candidates: list[Candidate], batches: list[in
             start = time.perf_counter()
             codes = gen.generate_codes(prompts, duration, SamplingParams(cfg=cfg), seeds=seed).codes
             lm = (time.perf_counter() - start) / b
+            log(f"sampled {b} clip(s) of {duration:g} s at cfg {cfg:g}: {lm:.2f} s per clip; timing the decodes")
             for c in candidates:
                 times = []
                 for _ in range(repeats):
@@ -135,8 +138,8 @@ def run_codec_bench(gen: MusicGenerator, clips: list[torch.Tensor], candidates: 
     baseline = baseline_of(gen.codec)
     candidates = [baseline] + [c for c in dict.fromkeys(candidates) if c != baseline]
     with torch.inference_mode():
-        rows = summarise(per_clip_metrics(gen.codec, clips, candidates, score), baseline)
-        shares = lm_shares(gen, candidates, list(batches), duration, list(cfgs), repeats) if batches else []
+        rows = summarise(per_clip_metrics(gen.codec, clips, candidates, score, log), baseline)
+        shares = lm_shares(gen, candidates, list(batches), duration, list(cfgs), repeats, log=log) if batches else []
     result = {"model": gen.name, "baseline": asdict(baseline), "clips": len(clips), "duration": duration,
               "rows": rows, "shares": shares}
     log(table(result))
