@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import InputError
+from models.quantize import split_spec
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEBUG_RE = re.compile(r"^debug:(\d{1,9})$")
@@ -71,6 +72,10 @@ class Entries:
                 for side in (entry.merge.a, entry.merge.b):
                     if by_id.get(side, None) is not None and by_id[side].is_merge:
                         raise InputError(f"merge entry {entry.id!r}: {side!r} is itself a merge entry")
+                    source = by_id[side].path if side in by_id else side
+                    if split_spec(source or "")[0]:
+                        raise InputError(f"merge entry {entry.id!r}: {side!r} has int8 weights, which do not "
+                                         "interpolate; merge float models")
         return cls(tuple(entries), by_id, notice)
 
 
@@ -196,6 +201,8 @@ def _parse_entry(item: object, number: int, base_dir: Path | None) -> RegistryEn
         if not isinstance(path, str) or not path:
             raise InputError(f"{where}: 'path' must be text")
         path = _resolve_path(path, base_dir)
+        if steerable and split_spec(path)[0]:
+            raise InputError(f"{where}: a steerable entry cannot have int8 weights (they are steered in float)")
     return RegistryEntry(
         id=model_id,
         name=name.strip(),
@@ -208,7 +215,11 @@ def _parse_entry(item: object, number: int, base_dir: Path | None) -> RegistryEn
 
 
 def _resolve_path(ref: str, base_dir: Path | None) -> str:
-    """Names ("default", "debug", "debug:N") and plain ids stay; existing relative paths become absolute."""
+    """Names ("default", "debug", "debug:N") and plain ids stay; existing relative paths become absolute
+    (also after an ``int8:`` prefix, ``models.quantize``)."""
+    kind, inner = split_spec(ref)
+    if kind:
+        return f"{kind}:{_resolve_path(inner, base_dir)}"
     if ref in ("default", "debug") or DEBUG_RE.match(ref) or base_dir is None:
         return ref
     candidate = Path(ref).expanduser()

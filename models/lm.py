@@ -171,6 +171,16 @@ class DecodeCache:
     num_cond: int
 
 
+def _call_weight(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A float nn.Linear without bias, called functionally (no module-call overhead in the decoding step)."""
+    return F.linear(x, linear.weight)
+
+
+def _call_module(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A quantized Linear (``models.quantize``): only its own forward knows its int8 weights."""
+    return linear(x)
+
+
 class AudioLM(nn.Module):
     """MusicGen decoder: tokens [B, K, S] + text -> logits [B, K, S, V]."""
 
@@ -189,6 +199,7 @@ class AudioLM(nn.Module):
         self.heads = nn.Linear(cfg.dim, cfg.num_codebooks * cfg.cardinality, bias=False)
         self.embed_scale = math.sqrt(cfg.dim) if cfg.scale_embedding else 1.0
         self.dropout = nn.Dropout(cfg.dropout)
+        self.quantized = ""  # "int8": the layers' and heads' Linears are int8 modules (models.quantize)
 
     @property
     def num_parameters(self) -> int:
@@ -310,6 +321,7 @@ class AudioLM(nn.Module):
             logits [B, K, V] for position ``pos``.
         """
         cfg = self.cfg
+        lin = _call_module if self.quantized else _call_weight  # int8 modules hold no float weight
         b, n = tokens.shape[0], cache.num_cond
         heads, hd, dim, eps = cfg.num_heads, cfg.dim // cfg.num_heads, (cfg.dim,), cfg.layer_norm_eps
         x = F.embedding(tokens + self.code_offsets[:, 0], self.embeddings.weight).sum(dim=1)
@@ -318,18 +330,18 @@ class AudioLM(nn.Module):
         x = x + self.positions[pos]  # [B, D]: 2-D activations (3-D inputs take a slower matmul path at batch 1)
         for i, layer in enumerate(self.layers):
             h = F.layer_norm(x, dim, layer.self_norm.weight, layer.self_norm.bias, eps)
-            q, k, v = F.linear(h, layer.self_attn.qkv.weight).view(b, 3, heads, 1, hd).unbind(1)
+            q, k, v = lin(layer.self_attn.qkv, h).view(b, 3, heads, 1, hd).unbind(1)
             cache.self_k[i][:, :, pos : pos + 1] = k
             cache.self_v[i][:, :, pos : pos + 1] = v
             y = F.scaled_dot_product_attention(q, cache.self_k[i][:, :, : pos + 1], cache.self_v[i][:, :, : pos + 1])
-            x = x + F.linear(y.reshape(b, -1), layer.self_attn.out.weight)
+            x = x + lin(layer.self_attn.out, y.reshape(b, -1))
             if n:
                 ca = layer.cross_attn
                 h = F.layer_norm(x[:n], dim, layer.cross_norm.weight, layer.cross_norm.bias, eps)
-                q = F.linear(h, ca.q.weight).view(n, heads, 1, hd)
+                q = lin(ca.q, h).view(n, heads, 1, hd)
                 y = F.scaled_dot_product_attention(q, cache.cross_k[i], cache.cross_v[i], attn_mask=cache.cross_mask)
-                x[:n] += F.linear(y.reshape(n, -1), ca.out.weight)
+                x[:n] += lin(ca.out, y.reshape(n, -1))
             h = F.layer_norm(x, dim, layer.mlp_norm.weight, layer.mlp_norm.bias, eps)
-            x = x + F.linear(F.gelu(F.linear(h, layer.fc1.weight)), layer.fc2.weight)
+            x = x + lin(layer.fc2, F.gelu(lin(layer.fc1, h)))
         x = F.layer_norm(x, dim, self.final_norm.weight, self.final_norm.bias, eps)
-        return F.linear(x, self.heads.weight).view(b, cfg.num_codebooks, cfg.cardinality)
+        return lin(self.heads, x).view(b, cfg.num_codebooks, cfg.cardinality)

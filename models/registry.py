@@ -15,11 +15,20 @@ NAMES = ("default", "debug")
 
 def load_generator(spec: str | Path | None = None) -> MusicGenerator:
     """``None``/"default" -> the embedded default; "debug" -> tiny random stack; else a directory:
-    a musicrl checkpoint (musicrl.json) or a Hugging Face MusicGen checkpoint (config.json)."""
+    a musicrl checkpoint (musicrl.json) or a Hugging Face MusicGen checkpoint (config.json).
+    ``int8:SPEC``: SPEC with int8 LM weights for CPU serving (``models.quantize``)."""
     from models.checkpoint import load_checkpoint
     from models.hf_musicgen import is_hf_musicgen_dir, load_hf_musicgen
+    from models.quantize import quantize_int8, split_spec
 
     spec = "default" if spec is None else str(spec)
+    kind, inner = split_spec(spec)
+    if kind:
+        gen = load_generator(inner)
+        gen.lm = quantize_int8(gen.lm)
+        gen.name, gen.checkpoint_hash = spec, f"{gen.checkpoint_hash}+{kind}"
+        gen.meta = {**gen.meta, "quantized": kind}
+        return gen
     if spec == "debug":
         from models.debug import debug_generator
 

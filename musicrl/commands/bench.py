@@ -46,6 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--duration", type=float, default=2.0, help="seconds per clip")
     c.add_argument("--cfg", type=float, default=3.0, help="the base model's guidance scale")
     c.set_defaults(func=run_cfg)
+    q = which.add_parser("int8", help="the int8 LM (--model int8:SPEC) against the float one: sampling time and "
+                         "logit error, measured in the same process")
+    q.add_argument("--model", default="default", help="the float model")
+    q.add_argument("--batches", type=_list(int), default=[1, 16], help="batch sizes, comma-separated")
+    q.add_argument("--duration", type=float, default=4.0, help="seconds per clip")
+    q.add_argument("--cfg", type=float, default=3.0, help="guidance scale (1 = no CFG)")
+    q.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median is reported")
+    q.add_argument("--out", type=Path, default=None, help="write the result as JSON to this file (default: none)")
+    q.set_defaults(func=run_int8)
     t = which.add_parser("threads", help="generation time at several torch thread counts, as ratios to one thread "
                          "(the measurement behind --threads' default)")
     t.add_argument("--model", default="default", help="model to generate with (default: default)")
@@ -83,6 +92,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--cfgs", type=_list(float), default=[3.0, 1.0],
                    help="guidance scales for the LM timing (1 = no CFG, as a distilled model; default: 3,1)")
     d.add_argument("--duration", type=float, default=8.0, help="seconds per sampled clip (default: 8)")
+    d.add_argument("--codec", type=Path, default=None,
+                   help="decode with this spectral codec directory instead of the model's, e.g. runs/phase_head/codec "
+                   "(the same frozen codec with a phase head, which becomes a candidate; default: the model's)")
+    d.add_argument("--baseline-iters", type=int, default=None,
+                   help="Griffin-Lim iterations of the baseline, >= 0 (default: the codec's griffin_lim_iters)")
     d.add_argument("--out", type=Path, default=None, help="append the result to OUT/codec.jsonl (default: none)")
     d.set_defaults(func=run_codec)
 
@@ -99,15 +113,25 @@ def run_codec(args: argparse.Namespace) -> int:
         raise InputError("--clips must be >= 2, every batch >= 1 and every iteration count >= 0")
     if not args.momenta or not all(0 <= m < 2 for m in args.momenta) or not args.cfgs:
         raise InputError("every momentum must be in [0, 2) and --cfgs must name at least one scale")
+    if args.baseline_iters is not None and args.baseline_iters < 0:
+        raise InputError(f"--baseline-iters must be >= 0, got {args.baseline_iters}")
     gen = load_generator(args.model)
     check_spectral(gen)
+    if args.codec is not None:
+        from models.spectral_codec import SpectralCodec
+
+        codec = SpectralCodec.load(args.codec)
+        if (codec.sample_rate, codec.num_codebooks, codec.cardinality) != (
+                gen.codec.sample_rate, gen.codec.num_codebooks, gen.codec.cardinality):
+            raise InputError(f"{args.codec} does not read {gen.name}'s codes (rate, codebooks or codebook size differ)")
+        gen.codec = codec
     clips, _ = load_split_audio(args.corpus, "test", gen.codec.sample_rate, args.clips)
     quality = QualityModel.load(ASSETS_DIR / "quality")
     if quality.sample_rate != gen.codec.sample_rate:
         raise InputError(f"the quality model hears {quality.sample_rate} Hz; this codec makes {gen.codec.sample_rate}")
     candidates = [Candidate(i, m) for m in args.momenta for i in args.iters]
     result = run_codec_bench(gen, [torch.from_numpy(c) for c in clips], candidates, quality.score, args.batches,
-                             args.duration, args.cfgs)
+                             args.duration, args.cfgs, baseline_iters=args.baseline_iters)
     if args.out is not None:
         write_result(result, args.out)
     return 0
@@ -124,6 +148,19 @@ def run_seams(args: argparse.Namespace) -> int:
                              args.extend_stride, args.span)
     if args.out is not None:
         write_result(result, args.out)
+    return 0
+
+
+def run_int8(args: argparse.Namespace) -> int:
+    import json
+
+    from musicrl.bench.int8 import run_int8_bench
+
+    if args.repeats < 1 or not args.batches or min(args.batches) < 1:
+        raise InputError("--repeats and every batch must be >= 1")
+    result = run_int8_bench(args.model, args.batches, args.duration, args.cfg, args.repeats)
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 

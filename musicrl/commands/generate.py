@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default="default",
-        help="'default', 'debug', or a checkpoint directory (musicrl or Hugging Face MusicGen)",
+        help="'default', 'debug', or a checkpoint directory (musicrl or Hugging Face MusicGen); int8:MODEL serves "
+        "MODEL with int8 LM weights on a CPU (docs/BENCHMARKS.md, int8 weights)",
     )
     p.add_argument(
         "--duration",
