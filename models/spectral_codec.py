@@ -6,6 +6,9 @@ while this design converges on a CPU (docs/MODELS.md). Per 50 Hz frame (16 kHz, 
     log|STFT| [F=513] -> per-bin normalisation -> conv encoder -> LayerNorm -> latent [D]
     -> residual VQ (Q codebooks x C codes) -> conv decoder -> log|STFT| -> Griffin-Lim -> waveform
 
+or, when the codec carries a phase head (``models.phase_head``, trained on top of the frozen codec), the
+decoder's last hidden features -> phase -> one iSTFT instead of Griffin-Lim.
+
 It implements the ``models.codecs.Codec`` protocol (wav [B, 1, S] <-> codes [B, Q, T]).
 """
 
@@ -19,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.audio_features import griffin_lim, stft_magnitude
-from models.module_io import Header, load_module, save_module
+from models.module_io import Header, config_from_dict, load_module, save_module
+from models.phase_head import PhaseHead, PhaseHeadConfig
 from models.quantizer import QuantizerOutput, ResidualVQ
 
 LOG_EPS = 1e-5
@@ -37,6 +41,7 @@ class SpectralCodecConfig:
     codebook_size: int = 256
     griffin_lim_iters: int = 64
     griffin_lim_momentum: float = 0.99
+    phase_head: PhaseHeadConfig | None = None  # set: decode with this learned phase, not Griffin-Lim
 
     @property
     def bins(self) -> int:
@@ -76,6 +81,9 @@ class SpectralCodec(nn.Module):
         self.latent_norm = nn.LayerNorm(cfg.latent_dim)
         self.quantizer = ResidualVQ(cfg.num_quantizers, cfg.codebook_size, cfg.latent_dim)
         self.decoder = _stack(cfg.latent_dim, cfg.width, cfg.bins, cfg.num_blocks)
+        if isinstance(cfg.phase_head, dict):  # as read back from a JSON header
+            cfg.phase_head = config_from_dict(PhaseHeadConfig, cfg.phase_head)
+        self.phase_head = PhaseHead(cfg.phase_head) if cfg.phase_head is not None else None
 
     # --- spectral frames --------------------------------------------------------------------
     def log_magnitude(self, wav: torch.Tensor) -> torch.Tensor:
@@ -114,26 +122,42 @@ class SpectralCodec(nn.Module):
         z = self.encode_latent(self.normalise(self.log_magnitude(wav[:, 0])))
         return self.quantizer.encode(z)
 
+    def decode_features(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """latents [B, T, D] -> (the decoder's last hidden features [B, W, T], magnitudes [B, F, T])."""
+        features = self.decoder[:-1](z.transpose(1, 2))
+        logmag = self.denormalise(self.decoder[-1](features))
+        return features, (logmag.exp() - LOG_EPS).clamp_min(0.0)
+
     @torch.no_grad()
     def decode_magnitude(self, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, Q, T] -> magnitudes [B, F, T]."""
-        logmag = self.denormalise(self.decode_latent(self.quantizer.decode(codes)))
-        return (logmag.exp() - LOG_EPS).clamp_min(0.0)
+        return self.decode_features(self.quantizer.decode(codes))[1]
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, iters: int | None = None, momentum: float | None = None) -> torch.Tensor:
-        """codes [B, Q, T] -> wav [B, 1, T * hop] via fast Griffin-Lim (deterministic).
+        """codes [B, Q, T] -> wav [B, 1, T * hop] (deterministic): with the phase head when the codec has one,
+        else by fast Griffin-Lim.
 
-        ``iters``/``momentum``: override the config's ``griffin_lim_iters``/``griffin_lim_momentum``
-        (``musicrl bench codec`` compares settings on one loaded codec)."""
+        ``iters``/``momentum``: Griffin-Lim with these instead of the config's ``griffin_lim_iters``/
+        ``griffin_lim_momentum``, head or not (``musicrl bench codec`` compares settings on one loaded codec)."""
         if codes.dim() != 3 or codes.shape[1] != self.num_codebooks:
             raise ValueError(f"codes must be [B, {self.num_codebooks}, T], got {tuple(codes.shape)}")
-        mag = self.decode_magnitude(codes)
         length = codes.shape[-1] * self.cfg.hop
+        if self.phase_head is not None and iters is None and momentum is None:
+            return self.istft(self.phase_head(*self.decode_features(self.quantizer.decode(codes))), length)[:, None]
+        mag = self.decode_magnitude(codes)
         iters = self.cfg.griffin_lim_iters if iters is None else iters
         momentum = self.cfg.griffin_lim_momentum if momentum is None else momentum
         wav = griffin_lim(mag, self.cfg.n_fft, self.cfg.hop, iters, momentum, length=length)
         return wav[:, None]
+
+    def istft(self, spec: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """Complex spectrogram [B, F, T] -> wav [B, S] (the inverse of the STFT the codec encodes): S = length,
+        (T - 1) * hop when None; samples past (T - 1) * hop, which no frame centre covers, are zeros."""
+        window = torch.hann_window(self.cfg.n_fft, device=spec.device)
+        natural = (spec.shape[-1] - 1) * self.cfg.hop
+        wav = torch.istft(spec, self.cfg.n_fft, self.cfg.hop, window=window, center=True, length=natural)
+        return wav if length is None else F.pad(wav[..., :length], (0, max(0, length - natural)))
 
     def describe(self) -> dict:
         return {"type": "spectral", **asdict(self.cfg)}

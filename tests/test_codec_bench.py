@@ -12,6 +12,7 @@ from evaluation.audio_metrics import chroma_cosine, multires_mel_distance
 from models.audio_features import griffin_lim
 from models.conditioners import DebugConditioner
 from models.debug import debug_lm_config, seeded_lm
+from models.errors import InputError
 from models.generator import MusicGenerator
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
 from musicrl.bench.codec import Candidate, baseline_of, run_codec_bench, summarise
@@ -108,7 +109,7 @@ def test_codec_bench_runs_on_a_tiny_spectral_stack():
     clips = [sine(440 * 2 ** (i / 12), 0.5, 8000) for i in range(3)]
     result = run_codec_bench(gen, clips, [Candidate(2, 0.99), Candidate(6, 0.99)], lambda w: w.abs().mean(1),
                              batches=[1, 2], duration=0.2, cfgs=[3.0], repeats=1, log=lambda *_: None)
-    assert result["baseline"] == {"iters": 6, "momentum": 0.99} and result["clips"] == 3
+    assert result["baseline"] == {"iters": 6, "momentum": 0.99, "head": False} and result["clips"] == 3
     assert [r["iters"] for r in result["rows"]] == [6, 2]  # the baseline first, no duplicate
     for r in result["rows"]:
         assert all(np.isfinite(r[m]) and np.isfinite(r[f"{m}_ratio"]) for m in ("mel", "chroma", "quality", "seconds"))
@@ -116,7 +117,108 @@ def test_codec_bench_runs_on_a_tiny_spectral_stack():
     assert all(s["decode_over_lm"] > 0 for s in result["shares"])
 
 
+def test_codec_bench_adds_the_phase_head_and_a_chosen_baseline():
+    cfg = debug_lm_config()
+    gen = MusicGenerator(seeded_lm(cfg, 1), DebugConditioner(dim=cfg.cond_dim, seed=1), tiny_head_codec(),
+                         name="tiny-head", max_duration=2.0)
+    clips = [sine(440 * 2 ** (i / 12), 0.5, 8000) for i in range(2)]
+    result = run_codec_bench(gen, clips, [Candidate(2, 0.99)], None, batches=[1], duration=0.2, cfgs=[1.0],
+                             repeats=1, baseline_iters=8, log=lambda *_: None)
+    assert [r["candidate"] for r in result["rows"]] == ["GL 8 it, momentum 0.99", "GL 2 it, momentum 0.99",
+                                                        "phase head + 1 iSTFT"]
+    assert all(math.isnan(r["quality"]) and np.isfinite(r["mel_ratio"]) for r in result["rows"])  # no scorer
+    with pytest.raises(InputError):
+        Candidate(head=True).decode(tiny_codec(), torch.zeros(1, 4, 5, dtype=torch.long))
+
+
 def test_codec_bench_refuses_bad_input(tmp_path):
     assert main(["bench", "codec", "--clips", "1"]) == 2
     assert main(["bench", "codec", "--momenta", "2.5"]) == 2
     assert main(["bench", "codec", "--model", "debug", "--corpus", str(tmp_path)]) == 2  # no spectral codec
+    assert main(["bench", "codec", "--baseline-iters", "-1"]) == 2
+
+
+# --- the learned phase head -----------------------------------------------------------------------
+def tiny_head_codec() -> SpectralCodec:
+    from models.phase_head import PhaseHeadConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        return SpectralCodec(SpectralCodecConfig(sample_rate=8000, n_fft=256, hop=160, width=16, latent_dim=8,
+                                                 num_blocks=1, num_quantizers=4, codebook_size=64, griffin_lim_iters=4,
+                                                 phase_head=PhaseHeadConfig(features=16, bins=129, width=24,
+                                                                            dilations=(1, 2)))).eval()
+
+
+def test_phase_head_decode_vs_griffin_lim(tmp_path):
+    """With a head: one iSTFT of |decoded| x the head's phasors — same length as Griffin-Lim's, finite,
+    deterministic, the same magnitudes before resynthesis, and it survives save/load; iters= still picks
+    Griffin-Lim on the same codec."""
+    codec = tiny_head_codec()
+    codes = torch.randint(0, 64, (2, 4, 30), generator=torch.Generator().manual_seed(0))
+    head, gl = codec.decode(codes), codec.decode(codes, iters=4)
+    assert head.shape == gl.shape == (2, 1, 30 * 160) and torch.isfinite(head).all()
+    assert torch.equal(head, codec.decode(codes)) and not torch.allclose(head, gl)
+    features, mag = codec.decode_features(codec.quantizer.decode(codes))
+    spec = codec.phase_head(features, mag)
+    assert spec.shape == (2, 129, 30) and torch.allclose(spec.abs(), mag, atol=1e-5)
+    assert head[..., 29 * 160 :].abs().max() == 0  # past the last frame centre: zeros, as Griffin-Lim's decode
+    codec.save(tmp_path / "c")
+    assert torch.equal(SpectralCodec.load(tmp_path / "c").decode(codes), head)
+    with pytest.raises(ValueError):
+        codec.phase_head(features[:, :8], mag)
+
+
+@pytest.fixture(scope="module")
+def tone_corpus(tmp_path_factory):
+    """Four 1 s two-note clips at 8 kHz as a corpus directory (3 train, 1 test)."""
+    import json
+
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("tones")
+    (root / "audio").mkdir()
+    rows = []
+    for i in range(4):
+        f = 220 * 2 ** (i / 12)
+        wav = 0.3 * sine(f, 1.0, 8000) + 0.2 * sine(1.5 * f, 1.0, 8000)
+        sf.write(root / "audio" / f"c{i}.wav", wav.numpy(), 8000, subtype="PCM_16")
+        rows.append({"id": f"c{i}", "path": f"audio/c{i}.wav", "caption": f"chord {i}",
+                     "split": "test" if i == 3 else "train"})
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_phase_head_recipe_steps_saves_and_resumes(tone_corpus, tmp_path):
+    """Two steps on tiny data: finite losses, the head's weights moved, the frozen codec's did not, the codec
+    is saved with its head (fp16) and decodes with it; the same command with steps=3 resumes at step 2."""
+    import json
+
+    from models.phase_head import PhaseHead
+    from musicrl.config import load_config
+    from musicrl.recipes import phase_head as recipe
+
+    base = tiny_codec()
+    base.save(tmp_path / "base")
+    args = [f"corpus={tone_corpus}", f"codec={tmp_path / 'base'}", f"out={tmp_path / 'run'}", "steps=2",
+            "batch_size=2", "crop_frames=16", "head.width=24", "head.dilations=[1]", "log_every=1", "save_every=1",
+            "eval_clips=1", "resolutions=[256,512]", "max_clips=0"]
+    result = recipe.main(load_config(recipe.Config, None, args))
+    assert result["step"] == 2 and all(math.isfinite(result[k]) for k in ("head_mel", "head_chroma", "griffin_lim_mel"))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(math.isfinite(r["loss"]) for r in log)
+    trained = SpectralCodec.load(tmp_path / "run" / "codec")
+    assert trained.phase_head is not None
+    state = trained.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in base.state_dict().items())  # frozen
+    torch.manual_seed(0)
+    fresh = PhaseHead(trained.cfg.phase_head)
+    assert not torch.equal(fresh.out.weight.half().float(), trained.phase_head.out.weight)
+    from safetensors.torch import load_file
+
+    weights = load_file(str(tmp_path / "run" / "codec" / "codec.safetensors"))
+    assert weights["phase_head.out.weight"].dtype == torch.float16
+    assert weights["decoder.0.weight"].dtype == torch.float32
+    codes = trained.encode(sine(440, 0.5, 8000)[None, None])
+    assert trained.decode(codes).shape == (1, 1, codes.shape[-1] * 160)
+    assert recipe.main(load_config(recipe.Config, None, [*args[:3], "steps=3", *args[4:]]))["step"] == 3

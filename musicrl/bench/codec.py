@@ -1,10 +1,11 @@
 """``musicrl bench codec``: cheaper phase reconstruction for the spectral codec, measured against the shipped one.
 
 The embedded default decodes codes -> log|STFT| (conv decoder) -> fast Griffin-Lim (Perraudin et al., 2013).
-Each candidate is a (Griffin-Lim iterations, momentum) setting; the baseline is the codec's own configured
-setting, measured in the same run. On N held-out clips, real audio is encoded once and decoded with every
-candidate (interleaved clip by clip, so machine load hits all alike), and each decode is compared with the
-original audio:
+Each candidate is a (Griffin-Lim iterations, momentum) setting, or the codec's learned phase head
+(``models.phase_head``: one iSTFT) when it has one; the baseline is Griffin-Lim at the codec's configured
+setting (or a given iteration count), measured in the same run. On N held-out clips, real audio is encoded
+once and decoded with every candidate (interleaved clip by clip, so machine load hits all alike), and each
+decode is compared with the original audio:
 
 - ``mel``     multi-resolution log-mel L1 distance (``evaluation.audio_metrics.multires_mel_distance``; lower is better)
 - ``chroma``  per-frame chroma cosine similarity (``evaluation.audio_metrics.chroma_cosine``; higher is better)
@@ -44,19 +45,29 @@ Scorer = Callable[[torch.Tensor], torch.Tensor]  # wav [B, S] at the codec's rat
 
 @dataclass(frozen=True)
 class Candidate:
-    """One phase-reconstruction setting of the spectral codec's decode."""
+    """One phase-reconstruction setting of the spectral codec's decode: Griffin-Lim (iters, momentum), or
+    ``head=True``: the codec's phase head and one iSTFT."""
 
-    iters: int
-    momentum: float
+    iters: int = 0
+    momentum: float = 0.99
+    head: bool = False
 
     @property
     def name(self) -> str:
-        return f"GL {self.iters} it, momentum {self.momentum:g}"
+        return "phase head + 1 iSTFT" if self.head else f"GL {self.iters} it, momentum {self.momentum:g}"
+
+    def decode(self, codec, codes: torch.Tensor) -> torch.Tensor:
+        """codes [B, Q, T] -> wav [B, 1, S] with this setting."""
+        if self.head:
+            if codec.phase_head is None:
+                raise InputError("this codec has no phase head (train one: musicrl train phase-head)")
+            return codec.decode(codes)
+        return codec.decode(codes, iters=self.iters, momentum=self.momentum)
 
 
-def baseline_of(codec) -> Candidate:
-    """The codec's configured setting (what it decodes with today)."""
-    return Candidate(codec.cfg.griffin_lim_iters, codec.cfg.griffin_lim_momentum)
+def baseline_of(codec, iters: int | None = None) -> Candidate:
+    """Griffin-Lim at the codec's configured setting (``iters`` instead of its iteration count if given)."""
+    return Candidate(codec.cfg.griffin_lim_iters if iters is None else iters, codec.cfg.griffin_lim_momentum)
 
 
 def check_spectral(gen: MusicGenerator) -> None:
@@ -76,7 +87,7 @@ def per_clip_metrics(codec, clips: list[torch.Tensor], candidates: list[Candidat
         codes = codec.encode(wav[None, None].float())
         for c in candidates:
             start = time.perf_counter()
-            out = codec.decode(codes, iters=c.iters, momentum=c.momentum)[0, 0]
+            out = c.decode(codec, codes)[0, 0]
             values[c]["seconds"][i] = time.perf_counter() - start
             values[c]["mel"][i] = multires_mel_distance(wav, out, rate)
             values[c]["chroma"][i] = chroma_cosine(wav, out, rate)
@@ -94,7 +105,7 @@ def summarise(values: dict[Candidate, dict[str, np.ndarray]], baseline: Candidat
     bootstrap interval over clips (the baseline's own ratio is 1 [1, 1])."""
     rows = []
     for c, per_metric in values.items():
-        row = {"candidate": c.name, "iters": c.iters, "momentum": c.momentum, "baseline": c == baseline}
+        row = {"candidate": c.name, **asdict(c), "baseline": c == baseline}
         for m, x in per_metric.items():
             ratio, (lo, hi) = paired_ratio_ci(x, values[baseline][m])
             row[m] = float(np.nanmean(x)) if not np.all(np.isnan(x)) else float("nan")
@@ -121,21 +132,25 @@ def lm_shares(gen: MusicGenerator, candidates: list[Candidate], batches: list[in
                 times = []
                 for _ in range(repeats):
                     start = time.perf_counter()
-                    gen.codec.decode(codes, iters=c.iters, momentum=c.momentum)
+                    c.decode(gen.codec, codes)
                     times.append((time.perf_counter() - start) / b)
                 dec = statistics.median(times)
-                rows.append({"candidate": c.name, "iters": c.iters, "momentum": c.momentum, "cfg": cfg, "batch": b,
+                rows.append({"candidate": c.name, **asdict(c), "cfg": cfg, "batch": b,
                              "lm_s_per_clip": lm, "decode_s_per_clip": dec, "decode_over_lm": dec / lm})
     return rows
 
 
 def run_codec_bench(gen: MusicGenerator, clips: list[torch.Tensor], candidates: list[Candidate],
                     score: Scorer | None = None, batches: list[int] = (1, 16), duration: float = 8.0,
-                    cfgs: list[float] = (3.0,), repeats: int = 3, log=print) -> dict:
-    """Quality and speed of each candidate against the codec's own setting (module docstring); clips: [S] each,
-    mono at the codec's rate. Returns {"baseline", "clips", "rows", "shares"} and logs a markdown table."""
+                    cfgs: list[float] = (3.0,), repeats: int = 3, baseline_iters: int | None = None,
+                    log=print) -> dict:
+    """Quality and speed of each candidate against Griffin-Lim at the codec's setting (``baseline_iters``
+    iterations if given; module docstring); clips: [S] each, mono at the codec's rate. The phase head is a
+    candidate whenever the codec has one. Returns {"baseline", "clips", "rows", "shares"}; logs a markdown table."""
     check_spectral(gen)
-    baseline = baseline_of(gen.codec)
+    baseline = baseline_of(gen.codec, baseline_iters)
+    if gen.codec.phase_head is not None:
+        candidates = [*candidates, Candidate(head=True)]
     candidates = [baseline] + [c for c in dict.fromkeys(candidates) if c != baseline]
     with torch.inference_mode():
         rows = summarise(per_clip_metrics(gen.codec, clips, candidates, score, log), baseline)
