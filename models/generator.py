@@ -7,7 +7,7 @@ skipped entirely at gamma = 1) -> revert the delay pattern -> decode with the co
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +20,7 @@ from models.errors import InputError
 from models.lm import AudioLM, TextStates
 from models.long_form import DEFAULT_STRIDE_FRACTION, MAX_LONG_DURATION, Window, mono_at_rate, sliding_windows
 from models.sampling import SamplingParams, apply_cfg, make_generators, sample_next
+from models.streaming import AudioChunk, StreamDecoder, StreamLimiter
 
 MAX_PROMPT_CHARS = 1000
 
@@ -67,6 +68,7 @@ def sample_codes(
     ``decoder_input_ids``), so ``codes[:, :, :P]`` equal the prefix and those positions have log-prob 0.
     Steps 0..P-1 are all forced: they run in one :meth:`AudioLM.prefill` pass and draw no random numbers;
     steps P..P+K-2 draw every codebook and keep the forced ones. Without a prefix nothing changes.
+    The loop itself is :func:`sampling_steps` (streaming iterates it step by step).
 
     Args:
         text: states for the N rows ([N, L, C], mask [N, L]).
@@ -75,6 +77,31 @@ def sample_codes(
         prefix: codes [N, K, P], 0 <= P <= T, or None.
     Returns:
         codes [N, K, T]; logprobs [N, K, T] of the sampled codes (see ``sample_next``) or None.
+    """
+    total = num_frames + lm.cfg.num_codebooks - 1
+    loop = sampling_steps(lm, text, num_frames, params, seeds, return_logprobs, prefix)
+    while True:
+        try:
+            done, _ = next(loop)
+        except StopIteration as end:
+            return end.value
+        if on_step is not None:
+            on_step(done, total)
+
+
+def sampling_steps(
+    lm: AudioLM,
+    text: TextStates,
+    num_frames: int,
+    params: SamplingParams,
+    seeds: list[int],
+    return_logprobs: bool = False,
+    prefix: torch.Tensor | None = None,
+) -> Generator[tuple[int, torch.Tensor], None, tuple[torch.Tensor, torch.Tensor | None]]:
+    """The sampling loop of :func:`sample_codes` as a generator: it yields (steps done, delayed codes
+    [N, K, S]) after the prefix's prefill and after every step (the tensor is filled in place: frames whose
+    K codes are all drawn are ``steps done - K + 1``), and returns what :func:`sample_codes` returns.
+    Run it under ``torch.no_grad()``.
     """
     n, k, special = text.states.shape[0], lm.cfg.num_codebooks, lm.cfg.special_token
     steps = num_frames + k - 1
@@ -97,8 +124,7 @@ def sample_codes(
         inputs = lm_inputs(delayed[:, :, :first], special)
         lm.prefill(torch.cat([inputs, inputs]) if use_cfg else inputs, cache)
         tokens = delayed[:, :, first - 1]
-        if on_step is not None:
-            on_step(first, steps)
+        yield first, delayed
     for s in range(first, steps):
         logits = lm.step(torch.cat([tokens, tokens]) if use_cfg else tokens, s, cache)
         if use_cfg:
@@ -112,8 +138,7 @@ def sample_codes(
         delayed[:, :, s] = tokens
         if logprobs is not None:
             logprobs[:, :, s] = logp.float().cpu() * keep.cpu()
-        if on_step is not None:
-            on_step(s + 1, steps)
+        yield s + 1, delayed
     codes = revert_delayed(delayed)
     return codes, (revert_delayed(logprobs) if logprobs is not None else None)
 
@@ -352,6 +377,54 @@ class MusicGenerator:
         out = self.sample(plan, return_logprobs, on_step)
         audio, gains = self.decode_with_gains(out.codes)
         return AudioOutput(audio, out.codes, self.sample_rate, out.prompts, out.seeds, out.logprobs, gains)
+
+    @torch.no_grad()
+    def stream(
+        self,
+        plan: GenerationPlan,
+        chunk_seconds: float = 1.0,
+        context_seconds: float = 0.2,
+        overlap_seconds: float = 0.04,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> Iterator[AudioChunk]:
+        """:meth:`render` as a stream: sample the plan step by step (the same loop, :func:`sampling_steps`) and
+        yield the audio of the frames already complete, every ``chunk_seconds`` (``models.streaming``): a
+        chunk's decode sees ``context_seconds`` of frames on each side, consecutive chunks are crossfaded over
+        ``overlap_seconds``, a ``StreamLimiter`` keeps them within the peak ceiling. The last chunk carries the
+        codes [N, K, T] (equal to :meth:`sample`'s for the same plan) and the limiter's gains. One window only
+        (a long-form plan is refused); an audio prompt's own frames are streamed too.
+
+        Yields:
+            ``models.streaming.AudioChunk``: audio [N, C, s] from sample ``start``, in order.
+        """
+        if len(plan.windows) > 1:
+            raise InputError("streaming covers one window: ask for at most the model's maximum duration")
+        k, fr = self.lm.cfg.num_codebooks, self.frame_rate
+        frames = lambda seconds: max(0, round(seconds * fr))  # noqa: E731
+        chunk = max(1, frames(chunk_seconds))
+        spf = round(self.sample_rate / fr)
+        decoder = StreamDecoder(self.codec.decode, spf, chunk, frames(context_seconds),
+                                min(chunk, frames(overlap_seconds)))
+        limiter, start = StreamLimiter(len(plan.rows)), 0
+        text = self.encode_text(list(plan.prompts)).repeat_rows(plan.samples_per_prompt)
+        total = plan.steps(k)
+        loop = sampling_steps(self.lm, text, plan.frames, plan.params, list(plan.seeds), prefix=plan.prompt)
+        while True:
+            try:
+                done, delayed = next(loop)
+            except StopIteration as end:
+                codes = end.value[0]
+                break
+            if on_step is not None:
+                on_step(done, total)
+            complete = done - k + 1
+            if complete > 0:
+                audio = decoder.push(revert_delayed(delayed[:, :, : complete + k - 1]))
+                if audio is not None and audio.shape[-1]:
+                    yield AudioChunk(limiter(audio), start)
+                    start += audio.shape[-1]
+        audio = limiter(decoder.push(codes, final=True))
+        yield AudioChunk(audio, start, final=True, codes=codes, gains=limiter.gains.clone())
 
     def generate(
         self,

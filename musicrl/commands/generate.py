@@ -136,6 +136,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "maximum, each keeping the last (maximum - S) seconds of the one before as its prompt and adding S new "
         "seconds; S from one frame to the maximum less one frame (default: 0.6 x the maximum, audiocraft's 18 of 30 s)",
     )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="write audio while it is generated: OUT/streaming-seedN.partial.wav is replaced (atomically, always a "
+        "valid WAV) every --stream-chunk seconds of new audio, then replaced by the clip's own files "
+        "(one window: at most the model's maximum duration; not with --best-of)",
+    )
+    p.add_argument(
+        "--stream-chunk",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds of new audio per streamed chunk, 0.1 to 10 (default: 1)",
+    )
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.set_defaults(func=run)
 
@@ -209,6 +223,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     weights = _reward_weights(args)
+    if args.stream and (weights is not None or not 0.1 <= args.stream_chunk <= 10):
+        raise InputError("--stream takes --stream-chunk from 0.1 to 10 s and does not combine with --best-of/--reward")
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} exists and is not a directory")
     gen = _load(args)
@@ -243,7 +259,12 @@ def run(args: argparse.Namespace) -> int:
         if weights is None:
             chunk = gen.plan([args.prompt], args.duration, params, seeds=args.seed + start, samples_per_prompt=count,
                              **long)
-            out, best = gen.render(chunk, on_step=on_step), None
+            if args.stream:
+                out, stream_info = _stream(args, gen, chunk, on_step)
+                extra["stream"] = stream_info
+            else:
+                out = gen.render(chunk, on_step=on_step)
+            best = None
             if audio_prompt is not None:  # the prompt's own samples at the start
                 out.audio = _join(audio_prompt, out.audio)
         else:
@@ -263,6 +284,40 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _stream(args: argparse.Namespace, gen, plan, on_step):
+    """Sample ``plan`` with ``MusicGenerator.stream``: after each chunk every row's audio so far replaces
+    OUT/streaming-seedN.partial.wav (removed once the clip is written). Returns the AudioOutput of the whole
+    batch and what the sidecar says of the stream."""
+    import time
+
+    import torch
+
+    from models.audio_io import atomic_write, wav_bytes
+    from models.generator import AudioOutput
+
+    if len(plan.windows) > 1:
+        raise InputError(f"--stream makes one window: --duration at most {gen.max_duration:g} s for this model")
+    partial = [args.out / f"streaming-seed{seed}.partial.wav" for seed in plan.seeds]
+    pieces, first, last, t0 = [], None, None, time.perf_counter()
+    try:
+        for chunk in gen.stream(plan, chunk_seconds=args.stream_chunk, on_step=on_step):
+            pieces.append(chunk.audio)
+            if first is None:
+                first = time.perf_counter() - t0
+                print(f"musicrl generate: first audio after {first:.2f} s: {partial[0]}", file=sys.stderr)
+            so_far = torch.cat(pieces, dim=-1)
+            for row, path in enumerate(partial):
+                atomic_write(path, wav_bytes(so_far[row], gen.sample_rate))
+            last = chunk
+        audio = torch.cat(pieces, dim=-1)
+        out = AudioOutput(audio, last.codes, gen.sample_rate, plan.rows, list(plan.seeds), gains=last.gains)
+        return out, {"chunks": len(pieces), "chunk_s": args.stream_chunk, "first_audio_s": round(first, 3),
+                     "total_s": round(time.perf_counter() - t0, 3)}
+    finally:  # the clip's own files are written next; a stopped run leaves no partial file either
+        for path in partial:
+            path.unlink(missing_ok=True)
 
 
 def _continuation(args: argparse.Namespace, gen, weights) -> tuple:
@@ -325,7 +380,9 @@ def write_clip(args, gen, prompt, frames, params, out, best, i, index, weights, 
             **reward_info,
             **best.record(i),
         )
-    cid = clip_id(prompt, gen.checkpoint_hash, meta)  # before the measured cost: ids stay deterministic
+    # the id: the request and the model, not how the audio was delivered or what was measured
+    request = {k: v for k, v in meta.items() if k not in ("stream", "peak_normalization")}
+    cid = clip_id(prompt, gen.checkpoint_hash, request)
     meta["id"] = cid
     if best is not None:
         meta["cost"] = best.cost
