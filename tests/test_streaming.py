@@ -131,3 +131,9 @@ def test_generate_stream_writes_a_growing_valid_wav_then_the_same_files(tmp_path
     assert a.shape == b.shape and abs(a - b).max() < 2e-3  # 16-bit rounding of the same audio (EnCodec: exact)
     codes = [next((tmp_path / d).glob("*.npy")).read_bytes() for d in ("plain", "stream")]
     assert codes[0] == codes[1]
+
+
+def test_bench_stream_reports_first_audio_and_error(capsys):
+    assert main(["bench", "stream", "--model", "debug", "--duration", "0.6", "--chunks", "0.2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "first audio" in out and "SNR" in out

@@ -55,6 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median is reported")
     q.add_argument("--out", type=Path, default=None, help="write the result as JSON to this file (default: none)")
     q.set_defaults(func=run_int8)
+    st = which.add_parser("stream", help="time to first audio and the whole stream vs one-shot rendering, and the "
+                          "joined stream's distance to the one-shot decode")
+    st.add_argument("--model", default="default", help="registry name or checkpoint directory")
+    st.add_argument("--duration", type=float, default=8.0, help="seconds of audio (one window)")
+    st.add_argument("--chunks", type=_list(float), default=[0.5, 1.0], help="chunk lengths in seconds, comma-separated")
+    st.add_argument("--cfg", type=float, default=3.0, help="guidance scale (1 = no CFG)")
+    st.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median is reported")
+    st.add_argument("--out", type=Path, default=None, help="write the result as JSON to this file (default: none)")
+    st.set_defaults(func=run_stream)
     t = which.add_parser("threads", help="generation time at several torch thread counts, as ratios to one thread "
                          "(the measurement behind --threads' default)")
     t.add_argument("--model", default="default", help="model to generate with (default: default)")
@@ -159,6 +168,19 @@ def run_int8(args: argparse.Namespace) -> int:
     if args.repeats < 1 or not args.batches or min(args.batches) < 1:
         raise InputError("--repeats and every batch must be >= 1")
     result = run_int8_bench(args.model, args.batches, args.duration, args.cfg, args.repeats)
+    if args.out is not None:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def run_stream(args: argparse.Namespace) -> int:
+    import json
+
+    from musicrl.bench.stream import run_stream_bench
+
+    if args.repeats < 1 or not args.chunks or min(args.chunks) <= 0:
+        raise InputError("--repeats must be >= 1 and every chunk > 0 s")
+    result = run_stream_bench(args.model, args.duration, args.chunks, args.cfg, args.repeats)
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
