@@ -67,14 +67,19 @@ def griffin_lim(
     momentum: float = 0.99,
     length: int | None = None,
     seed: int = 0,
+    phase: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fast Griffin-Lim (Perraudin et al., 2013): phase from magnitudes [B, F, T] -> wav [B, S].
 
-    Starts from a seeded random phase, so the same magnitudes always give the same waveform."""
+    Starts from ``phase`` (complex unit phasors [B, F, T], e.g. a learned phase head's) when given, else from
+    a seeded random phase, so the same magnitudes always give the same waveform."""
     window = torch.hann_window(n_fft, device=mag.device, dtype=mag.dtype)
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    angle = torch.rand(mag.shape, generator=g).to(mag.device) * 2 * math.pi
-    spec = torch.polar(mag, angle.to(mag.dtype))
+    if phase is None:
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        angle = torch.rand(mag.shape, generator=g).to(mag.device) * 2 * math.pi
+        spec = torch.polar(mag, angle.to(mag.dtype))
+    else:
+        spec = mag * phase
     prev = torch.zeros_like(spec)
     natural = (mag.shape[-1] - 1) * hop  # the length whose STFT has exactly T frames
     for _ in range(iters):

@@ -49,10 +49,15 @@ class PhaseHead(nn.Module):
         self.blocks = nn.Sequential(*[_Block(cfg.width, d) for d in cfg.dilations])
         self.out = nn.Conv1d(cfg.width, 2 * cfg.bins, 1)
 
-    def forward(self, features: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
-        if features.shape[1] != self.cfg.features or mag.shape[1] != self.cfg.bins:
-            raise ValueError(f"expected features [B, {self.cfg.features}, T] and magnitudes [B, {self.cfg.bins}, T], "
-                             f"got {tuple(features.shape)} and {tuple(mag.shape)}")
+    def phasors(self, features: torch.Tensor) -> torch.Tensor:
+        """features [B, W, T] -> complex unit phasors [B, F, T]."""
+        if features.shape[1] != self.cfg.features:
+            raise ValueError(f"expected features [B, {self.cfg.features}, T], got {tuple(features.shape)}")
         re, im = self.out(F.gelu(self.blocks(self.inp(features)))).float().chunk(2, dim=1)
         spec = torch.complex(re, im)
-        return mag * (spec / spec.abs().clamp_min(1e-6))
+        return spec / spec.abs().clamp_min(1e-6)
+
+    def forward(self, features: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+        if mag.shape[1] != self.cfg.bins:
+            raise ValueError(f"expected magnitudes [B, {self.cfg.bins}, T], got {tuple(mag.shape)}")
+        return mag * self.phasors(features)

@@ -41,7 +41,8 @@ class SpectralCodecConfig:
     codebook_size: int = 256
     griffin_lim_iters: int = 64
     griffin_lim_momentum: float = 0.99
-    phase_head: PhaseHeadConfig | None = None  # set: decode with this learned phase, not Griffin-Lim
+    phase_head: PhaseHeadConfig | None = None  # set: decode from this learned phase, not a random one
+    phase_head_iters: int = 0  # Griffin-Lim iterations refining the head's phase (0: one iSTFT)
 
     @property
     def bins(self) -> int:
@@ -134,22 +135,26 @@ class SpectralCodec(nn.Module):
         return self.decode_features(self.quantizer.decode(codes))[1]
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, iters: int | None = None, momentum: float | None = None) -> torch.Tensor:
-        """codes [B, Q, T] -> wav [B, 1, T * hop] (deterministic): with the phase head when the codec has one,
-        else by fast Griffin-Lim.
-
-        ``iters``/``momentum``: Griffin-Lim with these instead of the config's ``griffin_lim_iters``/
-        ``griffin_lim_momentum``, head or not (``musicrl bench codec`` compares settings on one loaded codec)."""
+    def decode(self, codes: torch.Tensor, iters: int | None = None, momentum: float | None = None,
+               head: bool | None = None) -> torch.Tensor:
+        """codes [B, Q, T] -> wav [B, 1, T * hop] (deterministic). The phase starts from the phase head's when
+        ``head`` (default: whenever the codec has one), else from a seeded random one, and is refined by
+        ``iters`` fast Griffin-Lim iterations with ``momentum`` (defaults: the config's ``phase_head_iters``
+        with a head, else ``griffin_lim_iters``; ``griffin_lim_momentum``). A head with 0 iterations: one iSTFT.
+        ``musicrl bench codec`` compares settings on one loaded codec through these arguments."""
         if codes.dim() != 3 or codes.shape[1] != self.num_codebooks:
             raise ValueError(f"codes must be [B, {self.num_codebooks}, T], got {tuple(codes.shape)}")
+        head = self.phase_head is not None if head is None else head
+        if head and self.phase_head is None:
+            raise ValueError("this codec has no phase head")
         length = codes.shape[-1] * self.cfg.hop
-        if self.phase_head is not None and iters is None and momentum is None:
-            return self.istft(self.phase_head(*self.decode_features(self.quantizer.decode(codes))), length)[:, None]
-        mag = self.decode_magnitude(codes)
-        iters = self.cfg.griffin_lim_iters if iters is None else iters
+        features, mag = self.decode_features(self.quantizer.decode(codes))
+        phase = self.phase_head.phasors(features) if head else None
+        iters = (self.cfg.phase_head_iters if head else self.cfg.griffin_lim_iters) if iters is None else iters
         momentum = self.cfg.griffin_lim_momentum if momentum is None else momentum
-        wav = griffin_lim(mag, self.cfg.n_fft, self.cfg.hop, iters, momentum, length=length)
-        return wav[:, None]
+        if phase is not None and iters == 0:
+            return self.istft(mag * phase, length)[:, None]
+        return griffin_lim(mag, self.cfg.n_fft, self.cfg.hop, iters, momentum, length=length, phase=phase)[:, None]
 
     def istft(self, spec: torch.Tensor, length: int | None = None) -> torch.Tensor:
         """Complex spectrogram [B, F, T] -> wav [B, S] (the inverse of the STFT the codec encodes): S = length,

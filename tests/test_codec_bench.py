@@ -123,9 +123,9 @@ def test_codec_bench_adds_the_phase_head_and_a_chosen_baseline():
                          name="tiny-head", max_duration=2.0)
     clips = [sine(440 * 2 ** (i / 12), 0.5, 8000) for i in range(2)]
     result = run_codec_bench(gen, clips, [Candidate(2, 0.99)], None, batches=[1], duration=0.2, cfgs=[1.0],
-                             repeats=1, baseline_iters=8, log=lambda *_: None)
+                             repeats=1, baseline_iters=8, head_iters=[0, 2], log=lambda *_: None)
     assert [r["candidate"] for r in result["rows"]] == ["GL 8 it, momentum 0.99", "GL 2 it, momentum 0.99",
-                                                        "phase head + 1 iSTFT"]
+                                                        "phase head + 1 iSTFT", "phase head + GL 2 it"]
     assert all(math.isnan(r["quality"]) and np.isfinite(r["mel_ratio"]) for r in result["rows"])  # no scorer
     with pytest.raises(InputError):
         Candidate(head=True).decode(tiny_codec(), torch.zeros(1, 4, 5, dtype=torch.long))
@@ -152,19 +152,25 @@ def tiny_head_codec() -> SpectralCodec:
 
 def test_phase_head_decode_vs_griffin_lim(tmp_path):
     """With a head: one iSTFT of |decoded| x the head's phasors — same length as Griffin-Lim's, finite,
-    deterministic, the same magnitudes before resynthesis, and it survives save/load; iters= still picks
-    Griffin-Lim on the same codec."""
+    deterministic, the same magnitudes before resynthesis, and it survives save/load; iters=k refines the
+    head's phase with k Griffin-Lim iterations (= griffin_lim started from it); head=False is Griffin-Lim from
+    the random phase on the same codec."""
     codec = tiny_head_codec()
     codes = torch.randint(0, 64, (2, 4, 30), generator=torch.Generator().manual_seed(0))
-    head, gl = codec.decode(codes), codec.decode(codes, iters=4)
-    assert head.shape == gl.shape == (2, 1, 30 * 160) and torch.isfinite(head).all()
-    assert torch.equal(head, codec.decode(codes)) and not torch.allclose(head, gl)
+    head, gl, refined = codec.decode(codes), codec.decode(codes, head=False), codec.decode(codes, iters=2)
+    assert head.shape == gl.shape == refined.shape == (2, 1, 30 * 160)
+    assert all(torch.isfinite(x).all() for x in (head, gl, refined))
+    assert torch.equal(head, codec.decode(codes)) and torch.equal(refined, codec.decode(codes, iters=2))
+    assert not torch.allclose(head, gl) and not torch.allclose(head, refined) and not torch.allclose(refined, gl)
     features, mag = codec.decode_features(codec.quantizer.decode(codes))
     spec = codec.phase_head(features, mag)
     assert spec.shape == (2, 129, 30) and torch.allclose(spec.abs(), mag, atol=1e-5)
     assert head[..., 29 * 160 :].abs().max() == 0  # past the last frame centre: zeros, as Griffin-Lim's decode
     codec.save(tmp_path / "c")
     assert torch.equal(SpectralCodec.load(tmp_path / "c").decode(codes), head)
+    phase = codec.phase_head.phasors(features)
+    by_hand = griffin_lim(mag, 256, 160, iters=2, length=30 * 160, phase=phase)
+    assert torch.allclose(refined[:, 0], by_hand)
     with pytest.raises(ValueError):
         codec.phase_head(features[:, :8], mag)
 

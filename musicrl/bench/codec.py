@@ -45,8 +45,8 @@ Scorer = Callable[[torch.Tensor], torch.Tensor]  # wav [B, S] at the codec's rat
 
 @dataclass(frozen=True)
 class Candidate:
-    """One phase-reconstruction setting of the spectral codec's decode: Griffin-Lim (iters, momentum), or
-    ``head=True``: the codec's phase head and one iSTFT."""
+    """One phase-reconstruction setting of the spectral codec's decode: ``iters`` fast Griffin-Lim iterations
+    with ``momentum`` from a random phase, or (``head``) from the codec's phase head (0 iterations: one iSTFT)."""
 
     iters: int = 0
     momentum: float = 0.99
@@ -54,15 +54,15 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        return "phase head + 1 iSTFT" if self.head else f"GL {self.iters} it, momentum {self.momentum:g}"
+        if self.head:
+            return "phase head + 1 iSTFT" if self.iters == 0 else f"phase head + GL {self.iters} it"
+        return f"GL {self.iters} it, momentum {self.momentum:g}"
 
     def decode(self, codec, codes: torch.Tensor) -> torch.Tensor:
         """codes [B, Q, T] -> wav [B, 1, S] with this setting."""
-        if self.head:
-            if codec.phase_head is None:
-                raise InputError("this codec has no phase head (train one: musicrl train phase-head)")
-            return codec.decode(codes)
-        return codec.decode(codes, iters=self.iters, momentum=self.momentum)
+        if self.head and codec.phase_head is None:
+            raise InputError("this codec has no phase head (train one: musicrl train phase-head)")
+        return codec.decode(codes, iters=self.iters, momentum=self.momentum, head=self.head)
 
 
 def baseline_of(codec, iters: int | None = None) -> Candidate:
@@ -143,14 +143,15 @@ def lm_shares(gen: MusicGenerator, candidates: list[Candidate], batches: list[in
 def run_codec_bench(gen: MusicGenerator, clips: list[torch.Tensor], candidates: list[Candidate],
                     score: Scorer | None = None, batches: list[int] = (1, 16), duration: float = 8.0,
                     cfgs: list[float] = (3.0,), repeats: int = 3, baseline_iters: int | None = None,
-                    log=print) -> dict:
+                    head_iters: list[int] = (0,), log=print) -> dict:
     """Quality and speed of each candidate against Griffin-Lim at the codec's setting (``baseline_iters``
-    iterations if given; module docstring); clips: [S] each, mono at the codec's rate. The phase head is a
-    candidate whenever the codec has one. Returns {"baseline", "clips", "rows", "shares"}; logs a markdown table."""
+    iterations if given; module docstring); clips: [S] each, mono at the codec's rate. When the codec has a
+    phase head, it is a candidate with each of ``head_iters`` refining iterations. Returns {"baseline", "clips",
+    "rows", "shares"}; logs a markdown table."""
     check_spectral(gen)
     baseline = baseline_of(gen.codec, baseline_iters)
     if gen.codec.phase_head is not None:
-        candidates = [*candidates, Candidate(head=True)]
+        candidates = [*candidates, *(Candidate(i, baseline.momentum, head=True) for i in head_iters)]
     candidates = [baseline] + [c for c in dict.fromkeys(candidates) if c != baseline]
     with torch.inference_mode():
         rows = summarise(per_clip_metrics(gen.codec, clips, candidates, score, log), baseline)

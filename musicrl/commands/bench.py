@@ -104,6 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--codec", type=Path, default=None,
                    help="decode with this spectral codec directory instead of the model's, e.g. runs/phase_head/codec "
                    "(the same frozen codec with a phase head, which becomes a candidate; default: the model's)")
+    d.add_argument("--head-iters", type=_list(int), default=[0, 4],
+                   help="with a phase head: Griffin-Lim iterations refining its phase, each >= 0 (default: 0,4)")
     d.add_argument("--baseline-iters", type=int, default=None,
                    help="Griffin-Lim iterations of the baseline, >= 0 (default: the codec's griffin_lim_iters)")
     d.add_argument("--out", type=Path, default=None, help="append the result to OUT/codec.jsonl (default: none)")
@@ -122,8 +124,8 @@ def run_codec(args: argparse.Namespace) -> int:
         raise InputError("--clips must be >= 2, every batch >= 1 and every iteration count >= 0")
     if not args.momenta or not all(0 <= m < 2 for m in args.momenta) or not args.cfgs:
         raise InputError("every momentum must be in [0, 2) and --cfgs must name at least one scale")
-    if args.baseline_iters is not None and args.baseline_iters < 0:
-        raise InputError(f"--baseline-iters must be >= 0, got {args.baseline_iters}")
+    if (args.baseline_iters is not None and args.baseline_iters < 0) or not args.head_iters or min(args.head_iters) < 0:
+        raise InputError("--baseline-iters and every --head-iters must be >= 0")
     gen = load_generator(args.model)
     check_spectral(gen)
     if args.codec is not None:
@@ -140,7 +142,7 @@ def run_codec(args: argparse.Namespace) -> int:
         raise InputError(f"the quality model hears {quality.sample_rate} Hz; this codec makes {gen.codec.sample_rate}")
     candidates = [Candidate(i, m) for m in args.momenta for i in args.iters]
     result = run_codec_bench(gen, [torch.from_numpy(c) for c in clips], candidates, quality.score, args.batches,
-                             args.duration, args.cfgs, baseline_iters=args.baseline_iters)
+                             args.duration, args.cfgs, baseline_iters=args.baseline_iters, head_iters=args.head_iters)
     if args.out is not None:
         write_result(result, args.out)
     return 0
