@@ -169,8 +169,16 @@ class SpectralCodec(nn.Module):
 
     # --- files ------------------------------------------------------------------------------
     def save(self, path: str | Path, lineage: dict | None = None) -> Path:
-        """``path/codec.safetensors`` + ``path/codec.json`` (``models.module_io``, kind ``spectral-codec``)."""
-        return save_module(self, path, "spectral-codec", self.cfg, lineage, stem="codec")
+        """``path/codec.safetensors`` + ``path/codec.json`` (``models.module_io``, kind ``spectral-codec``); a phase
+        head's weights are stored as fp16 (loaded back as fp32)."""
+        if self.phase_head is None:
+            return save_module(self, path, "spectral-codec", self.cfg, lineage, stem="codec")
+        dtype = self.phase_head.out.weight.dtype
+        self.phase_head.half()
+        try:
+            return save_module(self, path, "spectral-codec", self.cfg, lineage, stem="codec")
+        finally:
+            self.phase_head.to(dtype)
 
     @classmethod
     def load(cls, path: str | Path) -> SpectralCodec:

@@ -174,7 +174,7 @@ def main(cfg: Config) -> dict:
         result = {"step": state.step}
         if dist.is_main:
             codec = state.codec.cpu().eval()
-            codec.cfg.phase_head, codec.phase_head = cfg.head, head.cpu().eval().half()  # the head ships as fp16
+            codec.cfg.phase_head, codec.phase_head = cfg.head, head.cpu().eval()  # saved as fp16
             lineage = {"step": state.step, "recipe": "phase-head", "parents": [str(cfg.codec)]}
             codec.save(cfg.out / "codec", lineage=lineage)
             codec = SpectralCodec.load(cfg.out / "codec")  # evaluate what was written
