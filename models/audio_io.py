@@ -1,10 +1,14 @@
-"""WAV in and out (soundfile; torchaudio cannot load beside the CPU torch build)."""
+"""WAV in and out (soundfile; torchaudio cannot load beside the CPU torch build), and writing files and
+directories atomically (a crash leaves the old one or the new one, never half of one)."""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +57,27 @@ def atomic_write(path: str | Path, data: bytes, mode: int = 0o644) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """``with atomic_directory(path) as tmp:`` write everything into ``tmp`` (a new directory beside
+    ``path``); when the block ends without an error, ``tmp`` becomes ``path`` (an existing ``path`` is moved
+    aside first, then removed) with permissions 0755 for directories and 0644 for files (temp directories
+    and safetensors start owner-only). On an error ``tmp`` is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        for item in [tmp, *tmp.rglob("*")]:
+            item.chmod(0o755 if item.is_dir() else 0o644)
+        old = path.with_name(f".{path.name}.old")
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

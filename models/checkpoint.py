@@ -19,15 +19,13 @@ Hugging Face MusicGen layout loads through ``models.hf_musicgen``.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from models.audio_io import atomic_directory
 from models.codecs import EncodecCodec
 from models.conditioners import DebugConditioner, MiniLMConditioner, T5Conditioner
 from models.errors import InputError
@@ -117,9 +115,7 @@ def save_checkpoint(
     they are computed in float32 after loading.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path) as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in gen.lm.state_dict().items()}
         if weights_dtype is not None:
             state = {k: v.to(weights_dtype) if v.is_floating_point() else v for k, v in state.items()}
@@ -136,19 +132,6 @@ def save_checkpoint(
             "cfg_free": gen.cfg_free,
         }
         write_header(tmp / "musicrl.json", "generator", config, {"parents": [], "step": 0, **(lineage or {})})
-        for item in [tmp, *tmp.rglob("*")]:  # mkdtemp and safetensors create owner-only files
-            item.chmod(0o755 if item.is_dir() else 0o644)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

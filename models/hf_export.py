@@ -22,14 +22,13 @@ import contextlib
 import copy
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from models.audio_io import atomic_directory
 from models.delay import build_delayed, lm_inputs
 from models.errors import InputError
 from models.generator import MusicGenerator
@@ -250,9 +249,7 @@ def export_hf_musicgen(
     out = Path(out)
     check_export_dir(out, overwrite)
     hf = hf_musicgen_for_saving(gen)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         hf.save_pretrained(tmp)
         del hf  # the check below reloads from disk: hold two copies of the model, not three
         _write_processor(gen, tmp)
@@ -282,17 +279,4 @@ def export_hf_musicgen(
             },
         }
         (tmp / "musicrl_lineage.json").write_text(json.dumps(record, indent=2))
-        for item in [tmp, *tmp.rglob("*")]:  # mkdtemp makes owner-only directories
-            item.chmod(0o755 if item.is_dir() else 0o644)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExportResult(out, diff)

@@ -20,9 +20,6 @@ Adapter directory (what ``musicrl train lm`` writes to OUT/adapter and ``musicrl
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from models.audio_io import atomic_directory
 from models.errors import InputError
 from models.lm import AudioLM
 
@@ -134,26 +132,6 @@ def merged_state(lm: nn.Module, lam: float = 1.0) -> dict[str, torch.Tensor]:
     return state
 
 
-def _atomic_dir(path: Path, write) -> Path:
-    """Write a directory through a temp dir renamed into place (a crash leaves the old one or the new one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        write(tmp)
-        for item in [tmp, *tmp.rglob("*")]:
-            item.chmod(0o755 if item.is_dir() else 0o644)
-        old = path.with_name(f".{path.name}.old")
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
-
-
 def save_adapter(lm: nn.Module, settings: LoraSettings, path: str | Path, base_name: str, base_hash: str,
                  extra: dict | None = None) -> Path:
     """OUT/adapter: the adapter weights and a config naming the base model and its checkpoint hash."""
@@ -169,11 +147,10 @@ def save_adapter(lm: nn.Module, settings: LoraSettings, path: str | Path, base_n
                     **(extra or {})},
     }
 
-    def write(tmp: Path) -> None:
+    with atomic_directory(path) as tmp:
         save_file(adapter_state(lm), str(tmp / ADAPTER_WEIGHTS))
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
-
-    return _atomic_dir(Path(path), write)
+    return Path(path)
 
 
 def is_adapter_dir(path: str | Path) -> bool:

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from models.audio_io import atomic_directory
 from models.errors import InputError
 from musicrl.config import dump_config
 from musicrl.distributed import Dist, gather_rng, init_distributed
@@ -90,19 +88,9 @@ def save_train_state(
     meta["rng"] = {"python": [py_state[0], list(py_state[1]), py_state[2]], "numpy": np.random.get_state()[1].tolist()}
     np_state = np.random.get_state()
     meta["rng"]["numpy_pos"], meta["rng"]["numpy_gauss"] = int(np_state[2]), [int(np_state[3]), float(np_state[4])]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_directory(path) as tmp:
         save_file(tensors, str(tmp / "tensors.safetensors"))
         (tmp / "state.json").write_text(json.dumps(meta))
-        old = path.with_name(f".{path.name}.old")
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
