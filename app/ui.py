@@ -106,6 +106,19 @@ def caller_of(request: gr.Request | None, trust_forwarded_for: bool = False) -> 
     return Caller(session=request.session_hash or "", address=address)
 
 
+def clip_outputs(registry: Any, model_id: str, clips: list) -> tuple[list, list, dict]:
+    """The Generate tab's outputs for ``clips`` (``app.generation.GeneratedClip``): MAX_VARIATIONS audio paths
+    and spectrogram pictures (None where there are fewer clips) and the clip info the page shows."""
+    blank = [None] * (MAX_VARIATIONS - len(clips))
+    paths = [str(c.clip.audio_file) for c in clips] + blank
+    pictures = [str(c.spectrogram) if c.spectrogram else None for c in clips] + blank
+    meta = {"model_id": model_id, "model": registry.display_name(model_id), "prompt": clips[0].clip.prompt,
+            "clips": [{"clip_id": c.clip.id, "seed": c.clip.seed, "duration": c.clip.duration,
+                       "sample_rate": c.clip.sample_rate, "params": c.clip.params,
+                       "checkpoint_hash": c.clip.checkpoint_hash} for c in clips]}
+    return paths, pictures, meta
+
+
 def model_table(services: AppServices) -> dict[str, dict]:
     """What the page shows per model (name, notes, which sliders apply, a steerable model's objectives, the
     best-of rewards usable with its sample rate); loads each model (and the scorers) once (cached).
@@ -327,13 +340,7 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
             clips = generation.generate(model_id, prompt, duration, cfg, temperature, top_k, seed, variations,
                                         quality_diversity, best_of, best_of_reward, objective_weights,
                                         caller=who(request), progress=lambda f, d: progress(f, desc=d))
-            paths = [str(c.clip.audio_file) for c in clips] + [None] * (MAX_VARIATIONS - len(clips))
-            pictures = [str(c.spectrogram) if c.spectrogram else None for c in clips]
-            pictures += [None] * (MAX_VARIATIONS - len(clips))
-            meta = {"model_id": model_id, "model": registry.display_name(model_id), "prompt": clips[0].clip.prompt,
-                    "clips": [{"clip_id": c.clip.id, "seed": c.clip.seed, "duration": c.clip.duration,
-                               "sample_rate": c.clip.sample_rate, "params": c.clip.params,
-                               "checkpoint_hash": c.clip.checkpoint_hash} for c in clips]}
+            paths, pictures, meta = clip_outputs(registry, model_id, clips)
             first = clips[0].clip.params
             if "prompt_cut" in first:
                 meta["warning"] = first["prompt_cut"]
@@ -385,13 +392,7 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
             clips = continuation.continue_upload(upload, prompt, model_id, duration, cfg, temperature, top_k, seed,
                                                  variations, quality_diversity, objective_weights,
                                                  caller=who(request), progress=lambda f, d: progress(f, desc=d))
-            paths = [str(c.clip.audio_file) for c in clips] + [None] * (MAX_VARIATIONS - len(clips))
-            pictures = [str(c.spectrogram) if c.spectrogram else None for c in clips]
-            pictures += [None] * (MAX_VARIATIONS - len(clips))
-            meta = {"model_id": model_id, "model": registry.display_name(model_id), "prompt": clips[0].clip.prompt,
-                    "clips": [{"clip_id": c.clip.id, "seed": c.clip.seed, "duration": c.clip.duration,
-                               "sample_rate": c.clip.sample_rate, "params": c.clip.params,
-                               "checkpoint_hash": c.clip.checkpoint_hash} for c in clips]}
+            paths, pictures, meta = clip_outputs(registry, model_id, clips)
             return (*paths, *pictures, meta, None)
 
         continue_btn.click(continue_audio, [upload, prompt, model, duration, variations, cfg, temperature, top_k,

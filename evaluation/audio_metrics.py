@@ -7,6 +7,15 @@ import torch
 from models.audio_features import chroma, chroma_filterbank, log_mel, mel_filterbank, stft_magnitude
 
 
+def _chroma_pair(ref: torch.Tensor, est: torch.Tensor, sample_rate: int, n_fft: int, hop: int):
+    """ref, est [S] (est trimmed or zero-padded to ref's length) -> their chroma [12, T] each."""
+    n = ref.shape[-1]
+    est = torch.nn.functional.pad(est[..., :n], (0, max(0, n - est.shape[-1])))
+    fb = chroma_filterbank(sample_rate, n_fft)
+    return (chroma(stft_magnitude(ref[None].float(), n_fft, hop), fb)[0],
+            chroma(stft_magnitude(est[None].float(), n_fft, hop), fb)[0])
+
+
 def chroma_correlation(
     ref: torch.Tensor, est: torch.Tensor, sample_rate: int, n_fft: int = 2048, hop: int = 320, silence_db: float = -50.0
 ) -> float:
@@ -15,11 +24,7 @@ def chroma_correlation(
     ref, est: [S] waveforms (est is trimmed/padded to ref's length). Frames whose reference energy is
     more than ``silence_db`` below the loudest frame are skipped (their chroma is noise).
     """
-    n = ref.shape[-1]
-    est = torch.nn.functional.pad(est[..., :n], (0, max(0, n - est.shape[-1])))
-    fb = chroma_filterbank(sample_rate, n_fft)
-    c_ref = chroma(stft_magnitude(ref[None].float(), n_fft, hop), fb)[0]  # [12, T]
-    c_est = chroma(stft_magnitude(est[None].float(), n_fft, hop), fb)[0]
+    c_ref, c_est = _chroma_pair(ref, est, sample_rate, n_fft, hop)
     energy = c_ref.sum(0)
     keep = energy > energy.max() * 10 ** (silence_db / 10)
     a = c_ref[:, keep] - c_ref[:, keep].mean(0)
@@ -58,11 +63,7 @@ def chroma_cosine(
     Unlike :func:`chroma_correlation` the vectors are not centred: a frame with one pitch class vs the same
     plus a second equally loud one scores 1/sqrt(2), not a correlation of centred vectors.
     """
-    n = ref.shape[-1]
-    est = torch.nn.functional.pad(est[..., :n], (0, max(0, n - est.shape[-1])))
-    fb = chroma_filterbank(sample_rate, n_fft)
-    c_ref = chroma(stft_magnitude(ref[None].float(), n_fft, hop), fb)[0]  # [12, T]
-    c_est = chroma(stft_magnitude(est[None].float(), n_fft, hop), fb)[0]
+    c_ref, c_est = _chroma_pair(ref, est, sample_rate, n_fft, hop)
     energy = c_ref.sum(0)
     keep = (energy > energy.max() * 10 ** (silence_db / 10)) & (c_est.sum(0) > 0)
     a, b = c_ref[:, keep], c_est[:, keep]
