@@ -137,3 +137,14 @@ def test_bench_stream_reports_first_audio_and_error(capsys):
     assert main(["bench", "stream", "--model", "debug", "--duration", "0.6", "--chunks", "0.2", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "first audio" in out and "SNR" in out
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--duration", "20"], "--stream makes one window"),
+    (["--stream-chunk", "0"], "--stream-chunk from 0.1 to 10"),
+    (["--best-of", "2"], "does not combine with --best-of"),
+])
+def test_generate_stream_refusals_write_nothing(tmp_path, capsys, extra, needle):
+    out = tmp_path / "out"
+    assert main(["generate", "x", "--model", "debug", "--stream", *extra, "--out", str(out)]) == 2
+    assert needle in capsys.readouterr().err and not out.exists()

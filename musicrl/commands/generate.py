@@ -236,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
                 extend_stride=args.extend_stride)
     plan = gen.plan([args.prompt], args.duration, params, seeds=args.seed, samples_per_prompt=batch, **long)
     prompt, frames = plan.prompts[0], plan.frames
+    if args.stream and len(plan.windows) > 1:
+        raise InputError(f"--stream makes one window: --duration at most {gen.max_duration:g} s for this model")
     extra.update(_long_form_meta(gen, plan))
     cut = gen.prompt_cut_warning(prompt)
     if cut is not None:
@@ -297,8 +299,6 @@ def _stream(args: argparse.Namespace, gen, plan, on_step):
     from models.audio_io import atomic_write, wav_bytes
     from models.generator import AudioOutput
 
-    if len(plan.windows) > 1:
-        raise InputError(f"--stream makes one window: --duration at most {gen.max_duration:g} s for this model")
     partial = [args.out / f"streaming-seed{seed}.partial.wav" for seed in plan.seeds]
     pieces, first, last, t0 = [], None, None, time.perf_counter()
     try:
