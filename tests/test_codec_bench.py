@@ -230,3 +230,17 @@ def test_phase_head_recipe_steps_saves_and_resumes(tone_corpus, tmp_path):
     codes = trained.encode(sine(440, 0.5, 8000)[None, None])
     assert trained.decode(codes).shape == (1, 1, codes.shape[-1] * 160)
     assert recipe.main(load_config(recipe.Config, None, [*args[:3], "steps=3", *args[4:]]))["step"] == 3
+
+
+def test_shipped_default_decodes_with_its_phase_head():
+    """docs/MODELS.md: the default's codec carries a phase head refined by 2 Griffin-Lim iterations (measured by
+    musicrl bench codec); its magnitude decoder is the codec's as before."""
+    from models.registry import DEFAULT_DIR
+
+    if not (DEFAULT_DIR / "codec" / "codec.json").is_file():
+        pytest.skip("the embedded default is not installed in this checkout")
+    codec = SpectralCodec.load(DEFAULT_DIR / "codec")
+    assert codec.phase_head is not None and codec.cfg.phase_head_iters == 2
+    codes = torch.randint(0, 256, (1, 4, 10), generator=torch.Generator().manual_seed(0))
+    out = codec.decode(codes)
+    assert out.shape == (1, 1, 3200) and torch.isfinite(out).all() and torch.equal(out, codec.decode(codes))

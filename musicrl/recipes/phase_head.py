@@ -36,6 +36,7 @@ class Config:
     codec: Path = Path("models/assets/default/codec")  # the frozen spectral codec
     out: Path = Path("runs/phase_head")
     head: PhaseHeadConfig = field(default_factory=PhaseHeadConfig)  # features/bins are taken from the codec
+    phase_head_iters: int = 2  # Griffin-Lim iterations the saved codec runs after the head (musicrl bench codec)
     steps: int = 4000
     batch_size: int = 8
     crop_frames: int = 64
@@ -175,6 +176,7 @@ def main(cfg: Config) -> dict:
         if dist.is_main:
             codec = state.codec.cpu().eval()
             codec.cfg.phase_head, codec.phase_head = cfg.head, head.cpu().eval()  # saved as fp16
+            codec.cfg.phase_head_iters = cfg.phase_head_iters
             lineage = {"step": state.step, "recipe": "phase-head", "parents": [str(cfg.codec)]}
             codec.save(cfg.out / "codec", lineage=lineage)
             codec = SpectralCodec.load(cfg.out / "codec")  # evaluate what was written
