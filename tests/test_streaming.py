@@ -92,9 +92,10 @@ def test_generator_stream_equals_one_shot_with_encodec():
     assert err["length_diff"] == 0 and err["max_abs"] < 1e-4
 
 
-def test_generator_stream_with_griffin_lim_is_as_close_as_another_phase_estimate():
-    """The embedded default's Griffin-Lim re-estimates phase per decode, so samples differ; by log-magnitude
-    the stream is as close to the one-shot decode as a one-shot decode from another random phase is."""
+def test_generator_stream_with_the_spectral_codec_stays_within_the_stated_tolerance():
+    """The embedded default's decoder estimates phase per decode (phase head + Griffin-Lim iterations), so a
+    chunk's samples differ from the one-shot decode's; by log-magnitude the stream is at most 1.25x as far
+    from the one-shot decode as a Griffin-Lim decode from another random phase is (docs/BENCHMARKS.md)."""
     from models.audio_features import griffin_lim
 
     gen = load_generator("default")
