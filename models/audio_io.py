@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from math import gcd
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,27 @@ def peak_normalize(audio: torch.Tensor, ceiling: float = PEAK_CEILING) -> tuple[
     peaks = audio.abs().flatten(1).amax(dim=1) if audio.numel() else torch.zeros(audio.shape[0])
     gains = torch.where(peaks > ceiling, ceiling / peaks.clamp_min(1e-12), torch.ones_like(peaks))
     return audio * gains[:, None, None], gains
+
+
+def mono_at_rate(wav: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
+    """Mix down and resample (``scipy.signal.resample_poly``, a polyphase filter).
+
+    Args:
+        wav: [S] or [S, C] (soundfile's layout) float.
+    Returns:
+        [S'] float32, S' = ceil(S * target_rate / sample_rate).
+    """
+    from scipy.signal import resample_poly
+
+    wav = np.asarray(wav, dtype=np.float64)
+    if wav.ndim == 2:
+        wav = wav.mean(axis=1)
+    if wav.ndim != 1:
+        raise ValueError(f"audio must be [S] or [S, C], got shape {wav.shape}")
+    if sample_rate != target_rate:
+        g = gcd(int(sample_rate), int(target_rate))
+        wav = resample_poly(wav, target_rate // g, sample_rate // g)
+    return wav.astype(np.float32)
 
 
 def atomic_write(path: str | Path, data: bytes, mode: int = 0o644) -> Path:

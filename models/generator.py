@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.audio_io import peak_normalize
+from models.audio_io import mono_at_rate, peak_normalize
 from models.codecs import Codec
 from models.conditioners import TextConditioner
 from models.delay import build_delayed, delay_valid_mask, lm_inputs, revert_delayed
 from models.errors import InputError
 from models.lm import AudioLM, TextStates
-from models.long_form import DEFAULT_STRIDE_FRACTION, MAX_LONG_DURATION, Window, mono_at_rate, sliding_windows
+from models.long_form import DEFAULT_STRIDE_FRACTION, MAX_LONG_DURATION, Window, sliding_windows
 from models.sampling import SamplingParams, apply_cfg, make_generators, sample_next
 from models.streaming import AudioChunk, StreamDecoder, StreamLimiter
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 # audiocraft's MusicGen defaults: 30 s windows advanced by extend_stride = 18 s (keep 12 s of context)
@@ -84,26 +83,3 @@ def splice_prompt(prompt: torch.Tensor, decoded: torch.Tensor, fade: int) -> tor
         ramp = (torch.arange(1, fade + 1, dtype=out.dtype) / (fade + 1))[None]
         out[:, sp - fade : sp] = prompt[:, sp - fade :] * (1 - ramp) + decoded[:, sp - fade : sp] * ramp
     return out
-
-
-def mono_at_rate(wav: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:
-    """Mix down and resample (``scipy.signal.resample_poly``, a polyphase filter).
-
-    Args:
-        wav: [S] or [S, C] (soundfile's layout) float.
-    Returns:
-        [S'] float32, S' = ceil(S * target_rate / sample_rate).
-    """
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    wav = np.asarray(wav, dtype=np.float64)
-    if wav.ndim == 2:
-        wav = wav.mean(axis=1)
-    if wav.ndim != 1:
-        raise ValueError(f"audio must be [S] or [S, C], got shape {wav.shape}")
-    if sample_rate != target_rate:
-        g = gcd(int(sample_rate), int(target_rate))
-        wav = resample_poly(wav, target_rate // g, sample_rate // g)
-    return wav.astype(np.float32)

@@ -33,14 +33,13 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.audio_io import atomic_write
+from models.audio_io import atomic_write, mono_at_rate
 from models.errors import InputError
 from models.generator import MusicGenerator, validate_prompt
 from musicrl.lm_data import model_identity, write_token_data
@@ -121,16 +120,11 @@ def split_files(files: list[str], valid_share: float, seed: int) -> dict[str, st
 
 
 def read_mono(path: Path, sample_rate: int) -> np.ndarray:
-    """A file as mono float32 [S] at ``sample_rate`` (channel mean, polyphase resampling)."""
+    """A file as mono float32 [S] at ``sample_rate`` (``models.audio_io.mono_at_rate``)."""
     import soundfile as sf
-    from scipy.signal import resample_poly
 
     wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    mono = wav.mean(axis=1)
-    if sr != sample_rate and mono.size:
-        ratio = Fraction(sample_rate, sr)
-        mono = resample_poly(mono, ratio.numerator, ratio.denominator).astype(np.float32)
-    return mono
+    return mono_at_rate(wav, sr, sample_rate)
 
 
 def cut_segments(wav: np.ndarray, length: int, silence_db: float) -> tuple[list[int], int]:

@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from models import generator
+from models.audio_io import mono_at_rate
 from models.conditioners import DebugConditioner
 from models.debug import debug_lm_config, seeded_lm
 from models.delay import build_delayed, delay_valid_mask, lm_inputs
 from models.errors import InputError
 from models.generator import MusicGenerator, sample_codes, window_seed
-from models.long_form import Window, mono_at_rate, sliding_windows, splice_prompt
+from models.long_form import Window, sliding_windows, splice_prompt
 from models.sampling import SamplingParams
 from models.spectral_codec import SpectralCodec, SpectralCodecConfig
 

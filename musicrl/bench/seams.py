@@ -93,7 +93,7 @@ def _spliced(wav: torch.Tensor, other: torch.Tensor, rate: int, times_s: list[fl
 
 
 def _resample(wav: torch.Tensor, rate: int, target: int) -> torch.Tensor:
-    from models.long_form import mono_at_rate
+    from models.audio_io import mono_at_rate
 
     return torch.stack([torch.from_numpy(mono_at_rate(w.numpy(), rate, target)) for w in wav])
 
