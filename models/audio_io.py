@@ -37,9 +37,14 @@ def peak_normalize(audio: torch.Tensor, ceiling: float = PEAK_CEILING) -> tuple[
     row is scaled as a whole by ceiling / peak, so its waveform keeps its shape instead of being clipped.
     Non-finite samples are set to 0 first."""
     audio = torch.nan_to_num(audio.float(), nan=0.0, posinf=0.0, neginf=0.0)
-    peaks = audio.abs().flatten(1).amax(dim=1) if audio.numel() else torch.zeros(audio.shape[0])
-    gains = torch.where(peaks > ceiling, ceiling / peaks.clamp_min(1e-12), torch.ones_like(peaks))
+    gains = peak_gains(audio, ceiling)
     return audio * gains[:, None, None], gains
+
+
+def peak_gains(audio: torch.Tensor, ceiling: float = PEAK_CEILING) -> torch.Tensor:
+    """audio [N, C, S] (finite) -> gains [N]: ceiling / peak for a row whose peak passes ``ceiling``, else 1."""
+    peaks = audio.abs().flatten(1).amax(dim=1) if audio.numel() else torch.zeros(audio.shape[0])
+    return torch.where(peaks > ceiling, ceiling / peaks.clamp_min(1e-12), torch.ones_like(peaks))
 
 
 def mono_at_rate(wav: np.ndarray, sample_rate: int, target_rate: int) -> np.ndarray:

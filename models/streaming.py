@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.audio_io import PEAK_CEILING
+from models.audio_io import PEAK_CEILING, peak_gains
 
 
 @dataclass
@@ -95,10 +95,7 @@ class StreamLimiter:
 
     def __call__(self, audio: torch.Tensor) -> torch.Tensor:
         audio = torch.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)
-        if audio.numel():
-            peaks = audio.abs().flatten(1).amax(dim=1)
-            self.gains = torch.minimum(self.gains, torch.where(peaks > self.ceiling, self.ceiling / peaks,
-                                                               torch.ones_like(peaks)))
+        self.gains = torch.minimum(self.gains, peak_gains(audio, self.ceiling))
         return audio * self.gains[:, None, None]
 
 

@@ -44,18 +44,15 @@ def _parsers(parser: argparse.ArgumentParser):
     yield parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for child in dict.fromkeys(action.choices.values()):
+            for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
                 yield from _parsers(child)
 
 
 def _leaves(parser: argparse.ArgumentParser):
-    """The parsers that run something: ``parser`` itself, or the leaves under its subcommands."""
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        yield parser
-    for action in subs:
-        for child in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
-            yield from _leaves(child)
+    """The parsers that run something: those of :func:`_parsers` without subcommands of their own."""
+    for each in _parsers(parser):
+        if not any(isinstance(a, argparse._SubParsersAction) for a in each._actions):
+            yield each
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
