@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from musicrl.best_of_n import best_of_n, describe
+    from musicrl.continuation import join_prompt, long_form_record
     from musicrl.rewards import build_reward
 
     params = _params(args)
@@ -238,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
     prompt, frames = plan.prompts[0], plan.frames
     if args.stream and len(plan.windows) > 1:
         raise InputError(f"--stream makes one window: --duration at most {gen.max_duration:g} s for this model")
-    extra.update(_long_form_meta(gen, plan))
+    if long_form := long_form_record(gen, plan):
+        extra["long_form"] = long_form
     cut = gen.prompt_cut_warning(prompt)
     if cut is not None:
         print(f"musicrl generate: warning: {cut}", file=sys.stderr)
@@ -268,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
                 out = gen.render(chunk, on_step=on_step)
             best = None
             if audio_prompt is not None:  # the prompt's own samples at the start
-                out.audio = _join(audio_prompt, out.audio)
+                out.audio = join_prompt(audio_prompt, out.audio)
         else:
             out = best = best_of_n(
                 gen, reward, [prompt], args.duration, params, args.seed + start, args.best_of, count, on_step=on_step
@@ -330,19 +332,6 @@ def _continuation(args: argparse.Namespace, gen, weights) -> tuple:
         raise InputError("--continue does not combine with --best-of / --reward")
     audio_prompt = read_prompt(gen, args.continue_from)
     return audio_prompt, {"continuation": audio_prompt.record()}
-
-
-def _long_form_meta(gen, plan) -> dict:
-    from musicrl.continuation import long_form_record
-
-    record = long_form_record(gen, plan)
-    return {"long_form": record} if record else {}
-
-
-def _join(audio_prompt, audio):
-    from musicrl.continuation import join_prompt
-
-    return join_prompt(audio_prompt, audio)
 
 
 def write_clip(args, gen, prompt, frames, params, out, best, i, index, weights, reward_info, extra=None) -> None:
