@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -241,9 +241,8 @@ class GenerationService:
             if params.greedy:
                 raise InputError("best-of-N needs sampling: with greedy decoding every candidate is the same clip")
             self.scorers.reward(reward or "", gen.sample_rate)
-        request = GenerationRequest(model_id, duration, plan, lam, steer, best_of, reward if best_of > 1 else None,
-                                    gen.prompt_cut_warning(plan.prompts[0]))
-        return replace(request, audio_prompt=audio_prompt)
+        return GenerationRequest(model_id, duration, plan, lam, steer, best_of, reward if best_of > 1 else None,
+                                 gen.prompt_cut_warning(plan.prompts[0]), audio_prompt)
 
     def submit(self, request: GenerationRequest) -> _Job:
         """Queue a validated request; the job's future resolves to one GeneratedAudio per seed."""
