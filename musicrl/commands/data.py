@@ -33,6 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="16000 (default), 22050, 24000, 32000, 44100 or 48000",
     )
     build.add_argument("--workers", type=int, default=1, help="parallel rendering processes (default 1)")
+    build.add_argument(
+        "--captions",
+        default="mix",
+        metavar="STYLE",
+        help="templates (the six template phrasings of earlier corpora), free (free phrasing: synonyms, tempos "
+        "in digits and words, scenes, typos) or mix (default: 70%% free, 30%% templates); recorded in corpus.json",
+    )
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(func=run_build)
     register_import(data_sub)
@@ -96,5 +103,6 @@ def run_build(args: argparse.Namespace) -> int:
         sample_rate=args.sample_rate,
         workers=args.workers,
         progress=not args.no_progress,
+        captions=args.captions,
     )
     return 0

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prompts",
         default="corpus:data/corpus:test:20",
-        help="a .jsonl (caption + attributes) or .txt file, or corpus:DIR:SPLIT:N",
+        help="a .jsonl (caption + attributes) or .txt file, corpus:DIR:SPLIT:N, or paraphrase:FILE[:N] "
+        "(the hand-written paraphrase set, e.g. paraphrase:configs/paraphrase_prompts.jsonl)",
     )
     p.add_argument(
         "--best-of",
@@ -164,11 +165,28 @@ def corpus_prompts(spec: str):
     return prompts, records, root
 
 
+def paraphrase_prompts(spec: str):
+    """Prompts of a paraphrase set (``paraphrase:FILE`` or ``paraphrase:FILE:N`` for the first N),
+    each with the judged attributes it states (a stated tempo judged as its band)."""
+    from evaluation.suite import EvalPrompt
+    from musicrl.corpus.paraphrase import judged_labels, load_paraphrase_set
+    from musicrl.corpus_data import JUDGED
+
+    path, _, n = spec.removeprefix("paraphrase:").rpartition(":")
+    if not (path and n.isdigit() and int(n) > 0):
+        path, n = spec.removeprefix("paraphrase:"), "0"
+    prompts = load_paraphrase_set(path)
+    prompts = prompts[: int(n)] if int(n) else prompts
+    return [EvalPrompt(p.caption, judged_labels(p.attributes, JUDGED)) for p in prompts], None, None
+
+
 def load_prompts(spec: str):
     from evaluation.suite import EvalPrompt
 
     if spec.startswith("corpus:"):
         return corpus_prompts(spec)
+    if spec.startswith("paraphrase:"):
+        return paraphrase_prompts(spec)
     path = Path(spec)
     if not path.is_file():
         raise InputError(f"prompt file {spec} does not exist")

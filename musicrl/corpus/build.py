@@ -10,6 +10,11 @@ Determinism: clip ``k`` depends only on (seed, k, duration, sample_rate) - the p
 seeded generators, each clip renders on a fresh synthesizer - so the same parameters give
 byte-identical files whether the build ran in one go, was resumed, or used several workers.
 
+Captions (``captions``): "templates" (the six template phrasings; every corpus before this option),
+"free" (free phrasing, ``phrasing.py``) or "mix" (the default: 70 % free, the rest the template
+caption a templates build gives the same clip). Rows of a free or mix build carry ``caption_style``
+("template" or "free"); a templates build writes its rows as before.
+
 Splits are by composition (a composition may be rendered twice, with different lead instruments
 and captions): train/valid/test = 90/5/5 by a hash of the composition id, so a composition's clips
 always share a split and the split of a composition never changes as the corpus grows.
@@ -34,8 +39,8 @@ from tqdm import tqdm
 
 from models.errors import InputError
 from musicrl.corpus.attributes import STYLES, tempo_band
-from musicrl.corpus.captions import make_caption
 from musicrl.corpus.compose import Composition, compose, draw_composition, programs_of
+from musicrl.corpus.phrasing import CAPTION_MODES, corpus_caption
 from musicrl.corpus.render import (
     SUPPORTED_SAMPLE_RATES,
     render_midi,
@@ -46,7 +51,7 @@ from musicrl.corpus.render import (
 
 # Bump when composition or captioning changes what a (seed, k) clip is: an old directory then
 # refuses to resume instead of mixing two generators. (The synthesiser and its version are
-# recorded beside it, so a directory rendered by another one refuses too.)
+# recorded beside it, so a directory rendered by another one refuses too; so is the caption style.)
 CORPUS_VERSION = 1
 MAX_DURATION_S = 60.0
 SPLIT_FRACTIONS = (("train", 0.90), ("valid", 0.05), ("test", 0.05))
@@ -103,12 +108,13 @@ def plan_clips(seed: int, num_clips: int) -> list[ClipPlan]:
     raise AssertionError("unreachable")
 
 
-def render_clip(item: ClipPlan, duration: float, sample_rate: int) -> tuple[np.ndarray, dict]:
-    """Compose and render one planned clip -> (float32 waveform (N,), manifest row sans caption)."""
+def render_clip(
+    item: ClipPlan, duration: float, sample_rate: int, captions: str = "mix"
+) -> tuple[np.ndarray, dict]:
+    """Compose and render one planned clip -> (float32 waveform (N,), its manifest row)."""
     c = item.composition
     pm = compose(c, item.lead, duration)
     wave_f32 = render_midi(pm, duration, sample_rate)
-    caption_rng = np.random.default_rng([item.corpus_seed, item.composition_index, item.variant, 7])
     attrs = {
         "style": c.style,
         "tempo": c.tempo,
@@ -120,7 +126,9 @@ def render_clip(item: ClipPlan, duration: float, sample_rate: int) -> tuple[np.n
         "mood": c.mood,
         "energy": c.energy,
     }
-    caption, mentioned = make_caption(attrs, caption_rng)
+    caption, mentioned, caption_style = corpus_caption(
+        attrs, captions, [item.corpus_seed, item.composition_index, item.variant]
+    )
     row = {
         "id": item.clip_id,
         "path": f"audio/{item.clip_id}.wav",
@@ -136,6 +144,8 @@ def render_clip(item: ClipPlan, duration: float, sample_rate: int) -> tuple[np.n
         "seed": c.seed,
         "corpus_seed": item.corpus_seed,
     }
+    if captions != "templates":
+        row["caption_style"] = caption_style
     return wave_f32, row
 
 
@@ -150,16 +160,22 @@ def _write_wav(path: Path, wave_f32: np.ndarray, sample_rate: int) -> None:
     os.replace(tmp, path)
 
 
-def _render_task(task: tuple[ClipPlan, str, float, int]) -> dict:
+def _render_task(task: tuple[ClipPlan, str, float, int, str]) -> dict:
     """Worker: render one clip, write its WAV, return its manifest row."""
-    item, out_dir, duration, sample_rate = task
-    wave_f32, row = render_clip(item, duration, sample_rate)
+    item, out_dir, duration, sample_rate, captions = task
+    wave_f32, row = render_clip(item, duration, sample_rate, captions)
     _write_wav(Path(out_dir) / row["path"], wave_f32, sample_rate)
     return row
 
 
 def _check_parameters(
-    out_dir: Path, num_clips: object, seed: object, duration: object, sample_rate: object, workers: object
+    out_dir: Path,
+    num_clips: object,
+    seed: object,
+    duration: object,
+    sample_rate: object,
+    workers: object,
+    captions: object = "mix",
 ) -> dict:
     """Validate everything before anything is written; return the parameters to record (the
     synthesiser's name and version among them: another version may render other bytes)."""
@@ -180,6 +196,8 @@ def _check_parameters(
         )
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"--workers must be a whole number >= 1, got {workers!r}")
+    if captions not in CAPTION_MODES:
+        raise InputError(f"--captions must be one of {', '.join(CAPTION_MODES)}, got {captions!r}")
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} exists and is not a directory")
     params = {
@@ -191,11 +209,13 @@ def _check_parameters(
         "sample_rate": sample_rate,
         "soundfont": soundfont_path().name,
         "renderer": renderer_version(),
+        "captions": captions,
     }
     info = out_dir / "corpus.json"
     if info.is_file():
         try:
-            old = json.loads(info.read_text(encoding="utf-8"))
+            # corpora from before the captions option are template-captioned
+            old = {"captions": "templates", **json.loads(info.read_text(encoding="utf-8"))}
         except json.JSONDecodeError:
             raise InputError(f"{info} is not valid JSON; remove the directory or choose another --out") from None
         differing = [f"{k}={old.get(k)!r} (asked {v!r})" for k, v in params.items() if old.get(k) != v]
@@ -253,14 +273,15 @@ def build_corpus(
     sample_rate: int = 16000,
     workers: int = 1,
     progress: bool = True,
+    captions: str = "mix",
 ) -> Path:
     """Build (or resume) a corpus of ``num_clips`` clips in ``out_dir``; return the manifest path.
 
-    Raises InputError for bad parameters or a directory holding a different corpus (before
-    writing anything).
+    ``captions``: "templates", "free" or "mix" (module docstring). Raises InputError for bad
+    parameters or a directory holding a different corpus (before writing anything).
     """
     out_dir = Path(out_dir)
-    params = _check_parameters(out_dir, num_clips, seed, duration, sample_rate, workers)  # writes nothing
+    params = _check_parameters(out_dir, num_clips, seed, duration, sample_rate, workers, captions)  # writes nothing
     duration = float(duration)
     plan = plan_clips(seed, num_clips)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -273,7 +294,7 @@ def build_corpus(
         leftover.unlink()
     manifest = out_dir / "manifest.jsonl"
     start = _resume_point(out_dir, plan, sample_rate, duration)
-    tasks = [(item, str(out_dir), duration, sample_rate) for item in plan[start:]]
+    tasks = [(item, str(out_dir), duration, sample_rate, captions) for item in plan[start:]]
 
     began = time.perf_counter()
     bar = tqdm(total=num_clips, initial=start, unit="clip", desc="rendering", disable=not progress, dynamic_ncols=True)

@@ -7,8 +7,10 @@ attributes (each is mentioned with its own probability). It returns the caption 
 attribute names it mentions; the manifest keeps every attribute regardless.
 
 ``parse_caption(text)`` recovers the attribute values a caption states, from the same synonym
-tables. Tests use it to prove captions state only true values; evaluation can use it to know which
-attributes a free-text prompt asks for.
+tables and those of the free phrasing (``phrases.py``: more synonyms, scenes that imply attributes,
+tempos written as words). Tests use it to prove captions state only true values; evaluation can use
+it to know which attributes a free-text prompt asks for. The free caption generator is
+``phrasing.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,17 @@ import re
 import numpy as np
 
 from musicrl.corpus.attributes import KEYS
+from musicrl.corpus.phrases import (
+    FREE_DRUMS_OFF,
+    FREE_ENERGY_WORDS,
+    FREE_LEAD_WORDS,
+    FREE_MOOD_WORDS,
+    FREE_STYLE_WORDS,
+    FREE_TEMPO_BAND_WORDS,
+    NUMBER_TOKENS,
+    SCENES,
+    read_number_words,
+)
 
 STYLE_WORDS: dict[str, tuple[str, ...]] = {
     "techno": ("techno",),
@@ -270,14 +283,57 @@ def _find(text: str, table: dict[str, tuple[str, ...]]) -> tuple[str | None, str
     return None, text
 
 
-_KEY_RE = re.compile(r"\b([A-G])(?:(#|b)|-(sharp|flat))?\s+(major|minor)\b")
-_TEMPO_RE = re.compile(r"\b(\d{2,3})\s*(?:bpm|beats per minute)\b", re.IGNORECASE)
+def _merged(template: dict[str, tuple[str, ...]], free: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    return {value: tuple(dict.fromkeys(template[value] + free.get(value, ()))) for value in template}
+
+
+# What the parser reads: the template words and the free phrasing's, per attribute, in parse order.
+PARSE_TABLES: tuple[tuple[str, dict[str, tuple[str, ...]]], ...] = (
+    ("lead_instrument", _merged(LEAD_WORDS, FREE_LEAD_WORDS)),
+    ("style", _merged(STYLE_WORDS, FREE_STYLE_WORDS)),
+    ("mood", _merged(MOOD_WORDS, FREE_MOOD_WORDS)),
+    ("energy", _merged(ENERGY_WORDS, FREE_ENERGY_WORDS)),
+    ("tempo_band", _merged(TEMPO_BAND_WORDS, FREE_TEMPO_BAND_WORDS)),
+)
+SCENE_IMPLIES: dict[str, dict] = {
+    phrase: {"style": style, **implied} for style, scenes in SCENES.items() for phrase, implied in scenes
+}
+DRUMS_OFF_PHRASES = tuple(
+    dict.fromkeys(("no drums", "without drums", "drumless", "no percussion", "without percussion", *FREE_DRUMS_OFF))
+)
+
+_KEY_RE = re.compile(r"\b([A-G])(?:(#|b)|[- ](sharp|flat))?\s+(major|minor)\b")
+_TEMPO_RE = re.compile(r"\b(\d{2,3})\s*-?\s*(?:bpm|beats (?:per|a) minute)\b", re.IGNORECASE)
+_TEMPO_WORDS_RE = re.compile(
+    rf"\b((?:(?:{'|'.join(NUMBER_TOKENS)})[\s-]+)+)(?:bpm|beats (?:per|a) minute)\b", re.IGNORECASE
+)
 _MODE_RE = re.compile(r"\b(major|minor)\b", re.IGNORECASE)
+_DRUMS_ON_RE = re.compile(
+    r"\b(drums?|drum kit|drum groove|drum machine|drummer|percussion|backbeat|breakbeat|beat-driven)\b"
+)
+
+
+def _blank(text: str, start: int, end: int) -> str:
+    return text[:start] + " " * (end - start) + text[end:]
+
+
+def _read_tempo(text: str) -> tuple[int | None, str]:
+    """A tempo in BPM written as digits ("138 bpm", "~120bpm") or words ("a hundred and forty
+    beats per minute"); the text with it blanked."""
+    match = _TEMPO_RE.search(text)
+    if match:
+        return int(match.group(1)), _blank(text, match.start(), match.end())
+    for match in _TEMPO_WORDS_RE.finditer(text):
+        value = read_number_words(match.group(1))
+        if value is not None and 20 <= value <= 299:
+            return value, _blank(text, match.start(), match.end())
+    return None, text
 
 
 def parse_caption(text: str) -> dict:
     """Attribute values a caption states: any of style, mood, energy, tempo, tempo_band, key,
-    mode, lead_instrument, drums (absent keys were not mentioned)."""
+    mode, lead_instrument, drums (absent keys were not mentioned). A scene ("an after-hours
+    warehouse rave") states the attributes it implies (phrases.SCENES)."""
     out: dict = {}
     rest = text
     key = _KEY_RE.search(rest)
@@ -288,30 +344,29 @@ def parse_caption(text: str) -> dict:
         enharmonic = {"Db": "C#", "D#": "Eb", "Gb": "F#", "G#": "Ab", "A#": "Bb"}
         out["key"] = enharmonic.get(name, name)
         out["mode"] = mode
-        rest = rest[: key.start()] + " " * (key.end() - key.start()) + rest[key.end() :]
+        rest = _blank(rest, key.start(), key.end())
         if out["key"] not in KEYS:
             raise ValueError(f"unknown key in caption: {name}")
     else:
         mode = _MODE_RE.search(rest)
         if mode:
             out["mode"] = mode.group(1).lower()
-    tempo = _TEMPO_RE.search(rest)
-    if tempo:
-        out["tempo"] = int(tempo.group(1))
-        rest = rest[: tempo.start()] + rest[tempo.end() :]
-    for name, table in (
-        ("lead_instrument", LEAD_WORDS),
-        ("style", STYLE_WORDS),
-        ("mood", MOOD_WORDS),
-        ("energy", ENERGY_WORDS),
-        ("tempo_band", TEMPO_BAND_WORDS),
-    ):
+    tempo, rest = _read_tempo(rest)
+    if tempo is not None:
+        out["tempo"] = tempo
+    for phrase, implied in sorted(SCENE_IMPLIES.items(), key=lambda p: -len(p[0])):
+        at = rest.lower().find(phrase.lower())
+        if at >= 0:
+            out.update(implied)
+            rest = _blank(rest, at, at + len(phrase))
+    rest = re.sub(r"(?<=\w)-led\b", " led", rest)  # "piano-led": the instrument is a word of its own
+    for name, table in PARSE_TABLES:
         value, rest = _find(rest, table)
         if value is not None:
             out[name] = value
     lowered = rest.lower()
-    if any(p in lowered for p in ("no drums", "without drums", "drumless", "no percussion", "without percussion")):
+    if any(p in lowered for p in DRUMS_OFF_PHRASES):
         out["drums"] = False
-    elif re.search(r"\b(drums|drum kit|drum groove|percussion)\b", lowered):
+    elif _DRUMS_ON_RE.search(lowered):
         out["drums"] = True
     return out
