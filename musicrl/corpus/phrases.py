@@ -96,7 +96,7 @@ CLOSERS = ("please", "thanks", "for my video", "for a short film", "for a game m
            "if possible", "ty")
 
 # Scenes: (phrase, attributes it implies besides the style). Worded apart from the hand-written
-# paraphrase set (configs/paraphrase_prompts.jsonl), which the tests keep out of this table.
+# paraphrase test set (musicrl/corpus/paraphrase.py): the tests check none is lifted from it.
 SCENES: dict[str, tuple[tuple[str, dict], ...]] = {
     "techno": (
         ("an after-hours warehouse rave", {"drums": True, "energy": "high"}),
