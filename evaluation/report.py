@@ -7,6 +7,7 @@ from pathlib import Path
 
 from evaluation.fronts import hypervolumes
 from evaluation.plots import _figure
+from evaluation.signal_judges import SIGNAL_ATTRIBUTES
 
 
 def _fmt(s: dict, key: str, digits: int = 3) -> str:
@@ -16,8 +17,29 @@ def _fmt(s: dict, key: str, digits: int = 3) -> str:
     return f"{s[key]:.{digits}f}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
 
 
+SIGNAL_NOTE = (
+    "\nSignal columns: the share of the clip-attribute pairs a prompt states that the signal judges "
+    "(evaluation/signal_judges.py: onset-autocorrelation tempo, key-profile correlation, percussive-energy "
+    "share) hear as stated; '(measure X %)' is how often the measure itself is right on held-out rendered "
+    "clips of known truth passed through the shipped codec (musicrl train signal-judges).\n"
+)
+
+
+def signal_columns(summaries: list[dict]) -> list[tuple[str, str]]:
+    """(attribute, header) of the signal judges' columns: each header carries the measure's own accuracy
+    on rendered clips of known truth through the codec ("signal: mode (measure 88 %)")."""
+    found = {a: j.get("measure") for s in summaries for a, j in s.get("signal_accuracy", {}).items()}
+    cols = []
+    for a in [a for a in SIGNAL_ATTRIBUTES if a in found] + sorted(set(found) - set(SIGNAL_ATTRIBUTES)):
+        measure = found[a]
+        trust = f" (measure {100 * measure['accuracy']:.0f} %)" if measure else ""
+        cols.append((a, f"signal: {SIGNAL_ATTRIBUTES.get(a, a)}{trust}"))
+    return cols
+
+
 def markdown_table(summaries: list[dict]) -> str:
     attrs = sorted({a for s in summaries for a in s.get("judge_accuracy", {})})
+    signal = signal_columns(summaries)
     preference = ["preference"] if any("preference" in s for s in summaries) else []  # with --reward-model
     head = [
         "model",
@@ -29,6 +51,7 @@ def markdown_table(summaries: list[dict]) -> str:
         "attribute diversity",
         "FAD (N gen / ref)",
         *[f"judge: {a}" for a in attrs],
+        *[header for _, header in signal],
         "s / clip",
         "passes / clip",
     ]
@@ -38,6 +61,9 @@ def markdown_table(summaries: list[dict]) -> str:
         judged = []
         for a in attrs:
             j = s.get("judge_accuracy", {}).get(a)
+            judged.append(f"{100 * j['accuracy']:.0f} % (n={j['n']})" if j else "–")
+        for a, _ in signal:
+            j = s.get("signal_accuracy", {}).get(a)
             judged.append(f"{100 * j['accuracy']:.0f} % (n={j['n']})" if j else "–")
         cost = f"{s['seconds_per_clip']:.2f}" if "seconds_per_clip" in s else "–"
         passes = str(s.get("forward_passes_per_clip", "–"))
@@ -247,6 +273,8 @@ def write_report(
             fh.write(json.dumps(s) + "\n")
     plot = pareto_plot(summaries, out / "pareto.png", curves)
     text = [f"# Evaluation\n\nCommand:\n\n```\n{command}\n```\n", markdown_table(summaries)]
+    if signal_columns(summaries):
+        text.append(SIGNAL_NOTE)
     if ratios:
         text.append("\nPaired ratios over the same prompts (95 % bootstrap interval over prompts):\n")
         text.append(ratio_table(summaries, ratios))

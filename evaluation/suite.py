@@ -55,6 +55,16 @@ class AttributeMetric(Protocol):
     def judge(self, captions: list[str], audio: torch.Tensor) -> AttributeJudgement: ...
 
 
+class SignalMetric(Protocol):
+    """The signal judges against each prompt's stated attributes (``evaluation.signal_judges.SignalMatch``):
+    N {attribute: heard as stated?}; ``reference`` {attribute: {"accuracy", "ci", ...}} is how often they are
+    right on rendered clips of known truth, reported next to every number they give."""
+
+    reference: dict[str, dict]
+
+    def judge(self, captions: list[str], audio: torch.Tensor) -> list[dict[str, bool]]: ...
+
+
 @dataclass
 class Scorers:
     """What clips are scored with; anything None or absent is skipped.
@@ -62,13 +72,14 @@ class Scorers:
     per_clip: name -> metric, reported per clip and as a mean over prompts (e.g. "adherence",
     "quality"); per_clip_codes: the same for metrics that also read the clips' codes (e.g.
     "preference"; skipped where there are no codes, as for real clips); diversity: needs G >= 2;
-    attributes: judge accuracy per attribute and attribute diversity; reference [M, D]:
-    ``diversity.embed`` of real clips, for FAD."""
+    attributes: judge accuracy per attribute and attribute diversity; signal: the signal judges' accuracy
+    per attribute; reference [M, D]: ``diversity.embed`` of real clips, for FAD."""
 
     per_clip: dict[str, ClipMetric] = field(default_factory=dict)
     per_clip_codes: dict[str, CodesMetric] = field(default_factory=dict)
     diversity: DiversityMetric | None = None
     attributes: AttributeMetric | None = None
+    signal: SignalMetric | None = None
     reference: torch.Tensor | None = None
 
 
@@ -139,8 +150,8 @@ def score_clips(
 ) -> dict:
     """audio [N, S] at the scorers' sample rate, captions one per clip, rows prompt-major in groups of
     ``group``; codes [N, K, T] the clips were decoded from (None: the code metrics are skipped). Returns
-    per-clip tensors [N] by metric name, "embedding" [N, D], "judges" (one dict per clip) and "profile"
-    [N, C] where the scorers give them."""
+    per-clip tensors [N] by metric name, "embedding" [N, D], "judges" (one dict per clip), "profile"
+    [N, C] and "signal" (one dict per clip) where the scorers give them."""
     out: dict = {name: fn(captions, audio).cpu() for name, fn in scorers.per_clip.items()}
     if codes is not None:
         out.update({name: fn(captions, audio, codes).cpu() for name, fn in scorers.per_clip_codes.items()})
@@ -153,12 +164,14 @@ def score_clips(
         out["judges"], out["profile"] = judgement.matches, judgement.profiles.cpu()
     else:
         out["judges"] = [{} for _ in captions]
+    if scorers.signal is not None:
+        out["signal"] = scorers.signal.judge(captions, audio)
     return out
 
 
 def _clip_values(scores: dict) -> list[str]:
     """Names of the per-clip [N] values in ``score_clips`` output (what rows and summaries report)."""
-    return [k for k in scores if k not in ("embedding", "judges", "profile")]
+    return [k for k in scores if k not in ("embedding", "judges", "profile", "signal")]
 
 
 def summarise(
@@ -195,24 +208,32 @@ def summarise(
     if embeddings is not None and scorers.reference is not None and len(rows) >= 2:
         summary["fad"] = fad(embeddings, scorers.reference)
         summary["fad_n"] = [len(rows), int(scorers.reference.shape[0])]
-    attrs = sorted({a for r in rows for a in r["judge_correct"]})
-    summary["judge_accuracy"] = {}
-    for a in attrs:
+    summary["judge_accuracy"] = attribute_accuracy(rows, "judge_correct", num_prompts)
+    if scorers.signal is not None:
+        summary["signal_accuracy"] = attribute_accuracy(rows, "signal_correct", num_prompts)
+        for a, acc in summary["signal_accuracy"].items():  # how far the measure itself is right
+            if a in scorers.signal.reference:
+                acc["measure"] = {k: scorers.signal.reference[a][k] for k in ("accuracy", "ci", "n")}
+    return summary
+
+
+def attribute_accuracy(rows: list[dict], key: str, num_prompts: int) -> dict[str, dict]:
+    """{attribute: {"accuracy", "ci", "n"}} of the per-clip {attribute: bool} dicts under ``rows[i][key]``:
+    the mean over prompts (each the mean of its clips that state the attribute) with a bootstrap interval
+    over prompts; n = judged clip-attribute pairs."""
+    out = {}
+    for a in sorted({a for r in rows for a in r.get(key, {})}):
         per_prompt = np.array(
             [
-                np.mean([r["judge_correct"][a] for r in rows if r["prompt_index"] == i and a in r["judge_correct"]])
-                if any(a in r["judge_correct"] for r in rows if r["prompt_index"] == i)
+                np.mean([r[key][a] for r in rows if r["prompt_index"] == i and a in r.get(key, {})])
+                if any(a in r.get(key, {}) for r in rows if r["prompt_index"] == i)
                 else np.nan
                 for i in range(num_prompts)
             ]
         )
-        n = int(sum(a in r["judge_correct"] for r in rows))
-        summary["judge_accuracy"][a] = {
-            "accuracy": float(np.nanmean(per_prompt)),
-            "ci": bootstrap_ci(per_prompt),
-            "n": n,
-        }
-    return summary
+        n = int(sum(a in r.get(key, {}) for r in rows))
+        out[a] = {"accuracy": float(np.nanmean(per_prompt)), "ci": bootstrap_ci(per_prompt), "n": n}
+    return out
 
 
 def evaluate_model(
@@ -257,6 +278,8 @@ def evaluate_model(
                 "seed": seeds[n],
                 "judge_correct": scores["judges"][n],
             }
+            if "signal" in scores:
+                row["signal_correct"] = scores["signal"][n]
             for key in values:
                 row[key] = float(scores[key][n])
             rows.append(row)
@@ -283,6 +306,8 @@ def evaluate_real(audio: torch.Tensor, prompts: list[EvalPrompt], scorers: Score
     rows = []
     for n, p in enumerate(prompts):
         row = {"model": label, "prompt_index": n, "caption": p.caption, "judge_correct": scores["judges"][n]}
+        if "signal" in scores:
+            row["signal_correct"] = scores["signal"][n]
         row.update({key: float(scores[key][n]) for key in values})
         rows.append(row)
     return summarise(label, rows, None, len(prompts), 1, scorers, {}, values=values)

@@ -4,7 +4,8 @@
         --samples-per-prompt 4 --out runs/eval/default
 
 Writes results.jsonl (one row per clip), summary.jsonl (one per model x cfg), report.md and
-pareto.png. Scorers (text-audio embedder, quality model, judges) default to the shipped ones.
+pareto.png. Scorers (text-audio embedder, quality model, judges, signal judges) default to the shipped
+ones; the signal judges' columns carry each measure's accuracy on rendered clips of known truth.
 ``--reward-model DIR`` adds a "preference" column: r(caption, codes) of a trained preference RM
 (``musicrl train reward-model``), the very ``rewards.PreferenceReward`` an RL recipe optimises, read
 from the codes each clip was decoded from (so every evaluated model must use the RM's base codec).
@@ -90,6 +91,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quality", type=Path, default=None, help="quality model directory (default: the shipped one)")
     p.add_argument("--judges", type=Path, default=None, help="attribute judges directory (default: the shipped ones)")
+    p.add_argument(
+        "--signal-judges",
+        default=None,
+        metavar="JSON",
+        help="signal judges' calibration (musicrl train signal-judges): tempo, tempo band, mode, key and drums "
+        "measured from the waveform, each reported with its own accuracy on rendered clips; 'none' to skip "
+        "(default: the shipped models/assets/judges/signal_judges.json)",
+    )
     p.add_argument(
         "--reward-model",
         type=Path,
@@ -233,6 +242,10 @@ def load_scorer_models(args: argparse.Namespace, sample_rate: int) -> dict:
         from evaluation.judges import Judges
 
         models["judges"] = Judges.load(path)
+    if path := signal_calibration_path(args.signal_judges, ASSETS_DIR / "judges" / "signal_judges.json"):
+        from evaluation.signal_judges import SignalCalibration
+
+        models["signal_judges"] = SignalCalibration.load(path)
     for name, model in list(models.items()):
         if model.sample_rate == sample_rate:
             continue
@@ -247,10 +260,35 @@ def load_scorer_models(args: argparse.Namespace, sample_rate: int) -> dict:
     return models
 
 
-def build_scorers(models: dict, samples_per_prompt: int, prompts: list):
+def signal_calibration_path(given: str | None, shipped: Path) -> Path | None:
+    """--signal-judges: the given calibration file, none for 'none', else the shipped one if present."""
+    if given is None:
+        return shipped if shipped.is_file() else None
+    if given == "none":
+        return None
+    if not Path(given).is_file():
+        raise InputError(f"--signal-judges {given} is not a file (a calibration JSON, or 'none')")
+    return Path(given)
+
+
+def signal_truth(prompts: list, records: list[dict] | None) -> dict[str, dict[str, str]]:
+    """caption -> what its prompt states that the signal judges can check: its judged attributes and, for
+    corpus prompts, the tempo in BPM and the key where the caption names them."""
+    from musicrl.corpus.captions import parse_caption
+
+    truth = {p.caption: dict(p.attributes) for p in prompts}
+    for r in records or []:
+        stated = parse_caption(r["caption"])
+        truth[r["caption"]].update({a: str(r[a]) for a in ("tempo", "key", "mode") if a in stated and a in r})
+    return truth
+
+
+def build_scorers(models: dict, samples_per_prompt: int, prompts: list, records: list[dict] | None = None):
     """The RL rewards of ``musicrl.rewards`` as the evaluation's metrics (the numbers eval reports are
     the rewards a recipe optimises): adherence and quality per clip, diversity among a prompt's
-    samples, and the judges against each prompt's stated attributes."""
+    samples, and the judges against each prompt's stated attributes; plus the signal judges (evaluation
+    only, like the judges) against what each prompt states (``records``: a corpus prompt set's)."""
+    from evaluation.signal_judges import SignalMatch
     from evaluation.suite import Scorers
     from musicrl import rewards
 
@@ -262,6 +300,8 @@ def build_scorers(models: dict, samples_per_prompt: int, prompts: list):
         scorers.per_clip["quality"] = rewards.Quality(models["quality"])
     if "judges" in models:
         scorers.attributes = rewards.AttributeMatch(models["judges"], {p.caption: p.attributes for p in prompts})
+    if "signal_judges" in models:
+        scorers.signal = SignalMatch(models["signal_judges"], signal_truth(prompts, records))
     return scorers
 
 
@@ -500,11 +540,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--weights steers a steerable model (musicrl train clp, musicrl soup); none is given")
     kl_reference = load_kl_reference(args.kl_reference, specs)
     sample_rate = specs[0].generator.sample_rate
-    scorers = build_scorers(load_scorer_models(args, sample_rate), args.samples_per_prompt, prompts)
+    scorers = build_scorers(load_scorer_models(args, sample_rate), args.samples_per_prompt, prompts, records)
     if args.reward_model is not None:
         scorers.per_clip_codes["preference"] = preference_reward(args.reward_model, [s.generator for s in specs])
     summaries = []
-    if args.reference != "none" and (scorers.diversity is not None or scorers.attributes is not None):
+    judged = scorers.attributes is not None or scorers.signal is not None
+    if args.reference != "none" and (scorers.diversity is not None or judged):
         ref_root, ref_split, ref_n = _corpus_spec(args.reference)
         ref_audio, _ = load_split_audio(ref_root, ref_split, sample_rate, ref_n)
         if scorers.diversity is not None and ref_audio:
