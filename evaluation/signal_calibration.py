@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.signal_judges import log_normal_prior
+from evaluation.signal_judges import (
+    KEYS,
+    ChromaFrames,
+    PercussiveSpectrum,
+    estimate_key,
+    fit_profiles,
+    log_normal_prior,
+    summarise_chroma,
+)
 from models.errors import InputError
 
 
@@ -77,3 +85,39 @@ def accuracy_ci(correct: np.ndarray, groups: list[str] | np.ndarray, n_boot: int
     lo, hi = np.percentile(means, [2.5, 97.5])
     return {"accuracy": float(correct.mean()), "ci": [float(lo), float(hi)], "n": int(correct.size),
             "groups": int(hits.size)}
+
+
+def fit_key(
+    chroma: list[ChromaFrames], keys: list[str], modes: list[str], openings: tuple[float, ...] = (0, 1, 1.5, 2, 3, 4)
+) -> tuple[float, dict[str, list[float]]]:
+    """The opening weight (seconds; 0 = flat) and the profiles fitted under it (``fit_profiles``) that name
+    the key and mode of the most clips: N chroma frames with their true keys and modes -> (opening_s,
+    profiles)."""
+    best: tuple[float, float, dict] = (-1.0, 0.0, {})
+    for opening in openings:
+        feats = np.stack([summarise_chroma(c, opening) for c in chroma])
+        profiles = fit_profiles(feats, [KEYS.index(k) for k in keys], modes)
+        hits = [
+            (e.key, e.mode) == (k, m)
+            for e, k, m in zip((estimate_key(f, profiles) for f in feats), keys, modes, strict=True)
+        ]
+        if np.mean(hits) > best[0]:
+            best = (float(np.mean(hits)), float(opening), profiles)
+    return best[1], best[2]
+
+
+def fit_drums(
+    spectra: list[PercussiveSpectrum], drums: np.ndarray, edges: tuple[float, ...] = (0, 1000, 2000, 3000, 4000, 5000)
+) -> tuple[float, float]:
+    """The band (energy at or above ``min_hz``) whose percussive share, thresholded (``fit_threshold``),
+    tells drums from none with the best balanced accuracy: N spectra, [N] bool -> (min_hz, threshold)."""
+    drums = np.asarray(drums, dtype=bool)
+    best = (-1.0, 0.0, 0.0)
+    for edge in edges:
+        shares = np.array([s.share(edge) for s in spectra])
+        t = fit_threshold(shares, drums)
+        said = shares >= t
+        balanced = 0.5 * said[drums].mean() + 0.5 * (~said[~drums]).mean()
+        if balanced > best[0]:
+            best = (float(balanced), float(edge), t)
+    return best[1], best[2]

@@ -166,22 +166,44 @@ def harmonic_part(mag: np.ndarray, time_kernel: int) -> np.ndarray:
     return mag * h**2 / np.maximum(h**2 + p**2, 1e-20)
 
 
-def clip_chroma(wav: np.ndarray | torch.Tensor, sample_rate: int) -> np.ndarray:
-    """wav [S] -> [24]: the treble chroma (notes C3..C8) then the bass chroma (E1..B2), each the time
-    mean of per-frame log-compressed pitch-class energy of the harmonic part, normalised to sum 1.
-    The STFT window is ~0.5 s (2 Hz bins at 16 kHz: bass semitones are resolved)."""
+@dataclass
+class ChromaFrames:
+    """Per-frame harmonic pitch-class energy of a clip, log-compressed: ``frames`` [24, T] (treble C3..C8
+    then bass E1..B2, index 0 = C in each half), ``hop_s`` seconds between frames."""
+
+    frames: np.ndarray
+    hop_s: float
+
+
+def chroma_frames(wav: np.ndarray | torch.Tensor, sample_rate: int) -> ChromaFrames:
+    """wav [S] -> its ``ChromaFrames``: the harmonic part of a ~0.5 s STFT (2 Hz bins at 16 kHz: bass
+    semitones are resolved) folded onto pitch classes, log(1 + 100 E / max E) per half."""
     n_fft = 1 << math.ceil(math.log2(0.5 * sample_rate))
     hop = n_fft // 4
     x = torch.as_tensor(np.asarray(wav, dtype=np.float32))[None]
-    top = int(4500 * n_fft / sample_rate)  # C8 = 4186 Hz: nothing above is read
+    top = min(int(4500 * n_fft / sample_rate), n_fft // 2 + 1)  # C8 = 4186 Hz: nothing above is read
     mag = stft_magnitude(x, n_fft, hop)[0, :top].numpy().astype(np.float64)
     power = harmonic_part(mag, 7) ** 2
     parts = []
     for low, high in ((48, 108), (28, 47)):
         c = pitch_filterbank(sample_rate, n_fft, low, high)[:, :top] @ power  # [12, T]
-        c = np.log1p(100.0 * c / max(c.max(), 1e-20)).mean(1)
-        parts.append(c / max(c.sum(), 1e-12))
-    return np.concatenate(parts)
+        parts.append(np.log1p(100.0 * c / max(c.max(), 1e-20)))
+    return ChromaFrames(np.concatenate(parts), hop / sample_rate)
+
+
+def summarise_chroma(chroma: ChromaFrames, opening_s: float = 0.0) -> np.ndarray:
+    """[24, T] frames -> [24]: their weighted time mean, weight exp(-t / opening_s) at t seconds (the
+    opening counts most: a progression starts on its tonic chord; 0 = every frame alike); each half
+    normalised to sum 1."""
+    t = np.arange(chroma.frames.shape[1]) * chroma.hop_s
+    w = np.exp(-t / opening_s) if opening_s > 0 else np.ones_like(t)
+    c = (chroma.frames * w).sum(1) / max(w.sum(), 1e-12)
+    return np.concatenate([h / max(h.sum(), 1e-12) for h in (c[:12], c[12:])])
+
+
+def clip_chroma(wav: np.ndarray | torch.Tensor, sample_rate: int, opening_s: float = 0.0) -> np.ndarray:
+    """wav [S] -> [24] treble + bass chroma (``chroma_frames`` then ``summarise_chroma``)."""
+    return summarise_chroma(chroma_frames(wav, sample_rate), opening_s)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -242,11 +264,27 @@ def fit_profiles(features: np.ndarray, tonics: list[int], modes: list[str]) -> d
 # --- drums ---------------------------------------------------------------------------------------------
 
 
-def percussive_share(wav: np.ndarray | torch.Tensor, sample_rate: int) -> float:
-    """wav [S] -> the share (0..1) of spectral energy in the percussive part of a median-filter
-    harmonic–percussive split: kernels of ~0.2 s across time (harmonic) and ~270 Hz across frequency
-    (percussive), Wiener-style soft masks (Fitzgerald 2010). Sustained notes -> near 0; noise bursts
-    and drum hits -> high. Silence -> 0."""
+@dataclass
+class PercussiveSpectrum:
+    """Energy per STFT bin summed over time [F]: ``percussive`` (after the soft mask) and ``total``, at
+    bin frequencies ``freqs`` [F] in Hz."""
+
+    percussive: np.ndarray
+    total: np.ndarray
+    freqs: np.ndarray
+
+    def share(self, min_hz: float = 0.0) -> float:
+        """The percussive share of the energy at or above ``min_hz`` (the whole spectrum where the
+        sample rate leaves nothing there); 0 for silence."""
+        band = self.freqs >= min_hz if min_hz < self.freqs[-1] else np.ones_like(self.freqs, dtype=bool)
+        total = self.total[band].sum()
+        return float(self.percussive[band].sum() / total) if total > 0 else 0.0
+
+
+def percussive_spectrum(wav: np.ndarray | torch.Tensor, sample_rate: int) -> PercussiveSpectrum:
+    """wav [S] -> the percussive part of a median-filter harmonic–percussive split (Fitzgerald, DAFx 2010):
+    kernels of ~0.2 s across time (harmonic) and ~270 Hz across frequency (percussive), Wiener-style soft
+    masks, summed over time per bin."""
     n_fft = 1 << math.ceil(math.log2(0.064 * sample_rate))
     hop = n_fft // 4
     x = torch.as_tensor(np.asarray(wav, dtype=np.float32))[None]
@@ -256,10 +294,14 @@ def percussive_share(wav: np.ndarray | torch.Tensor, sample_rate: int) -> float:
     h = median_filter(mag, size=(1, frames), mode="nearest") ** 2
     p = median_filter(mag, size=(bins, 1), mode="nearest") ** 2
     power = mag**2
-    total = power.sum()
-    if total <= 0:
-        return 0.0
-    return float((power * p / np.maximum(h + p, 1e-20)).sum() / total)
+    perc = (power * p / np.maximum(h + p, 1e-20)).sum(1)
+    return PercussiveSpectrum(perc, power.sum(1), np.linspace(0, sample_rate / 2, n_fft // 2 + 1))
+
+
+def percussive_share(wav: np.ndarray | torch.Tensor, sample_rate: int, min_hz: float = 0.0) -> float:
+    """wav [S] -> the share (0..1) of the energy at or above ``min_hz`` that is percussive. Sustained
+    notes -> near 0; noise bursts and drum hits -> high; silence -> 0."""
+    return percussive_spectrum(wav, sample_rate).share(min_hz)
 
 
 # --- calibration ---------------------------------------------------------------------------------------
@@ -278,7 +320,9 @@ class SignalCalibration:
     tempo_prior_octaves: float = 1.0
     tempo_tolerance: float = 0.08
     key_profiles: dict[str, list[float]] = field(default_factory=default_profiles)
-    drums_threshold: float = 0.3
+    key_opening_s: float = 2.0
+    drums_min_hz: float = 4000.0
+    drums_threshold: float = 0.2
     tempo_bands: dict[str, float] = field(default_factory=lambda: {"slow_below": 90.0, "fast_from": 120.0})
     accuracy: dict[str, dict] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
@@ -315,11 +359,11 @@ class SignalCalibration:
 @dataclass
 class RawMeasures:
     """What is measured from one clip before any calibration: tempo salience [G] over ``tempo_grid()``,
-    treble + bass chroma [24] (index 0 = C) and the percussive-energy share (0..1)."""
+    chroma frames [24, T] and the percussive spectrum [F]."""
 
     salience: np.ndarray
-    chroma: np.ndarray
-    drums_share: float
+    chroma: ChromaFrames
+    percussive: PercussiveSpectrum
 
 
 def raw_measures(wav: np.ndarray | torch.Tensor, sample_rate: int) -> RawMeasures:
@@ -328,13 +372,15 @@ def raw_measures(wav: np.ndarray | torch.Tensor, sample_rate: int) -> RawMeasure
     if wav.ndim != 1:
         raise ValueError(f"wav must be [S], got {wav.shape}")
     return RawMeasures(
-        clip_tempo_salience(wav, sample_rate), clip_chroma(wav, sample_rate), percussive_share(wav, sample_rate)
+        clip_tempo_salience(wav, sample_rate), chroma_frames(wav, sample_rate), percussive_spectrum(wav, sample_rate)
     )
 
 
 @dataclass
 class ClipMeasures:
-    """What the signal judges hear in one clip under a calibration (values and the labels they imply)."""
+    """What the signal judges hear in one clip under a calibration (values and the labels they imply).
+    ``drums_share``: the percussive share above the calibration's ``drums_min_hz`` (what decides drums);
+    ``percussive_share``: over the whole spectrum."""
 
     bpm: float
     tempo_confidence: float
@@ -344,12 +390,14 @@ class ClipMeasures:
     key_confidence: float
     drums_share: float
     drums: bool
+    percussive_share: float = 0.0
 
 
 def judge_measures(raw: RawMeasures, calib: SignalCalibration) -> ClipMeasures:
     """Raw measures -> tempo, band, key, mode and drums under the calibration's prior, profiles, threshold."""
     tempo = pick_tempo(raw.salience, calib.tempo_prior_bpm, calib.tempo_prior_octaves)
-    key = estimate_key(raw.chroma, calib.key_profiles)
+    key = estimate_key(summarise_chroma(raw.chroma, calib.key_opening_s), calib.key_profiles)
+    share = raw.percussive.share(calib.drums_min_hz)
     return ClipMeasures(
         tempo.bpm,
         tempo.confidence,
@@ -357,8 +405,9 @@ def judge_measures(raw: RawMeasures, calib: SignalCalibration) -> ClipMeasures:
         key.key,
         key.mode,
         key.confidence,
-        raw.drums_share,
-        raw.drums_share >= calib.drums_threshold,
+        share,
+        share >= calib.drums_threshold,
+        raw.percussive.share(),
     )
 
 

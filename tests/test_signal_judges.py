@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.signal_calibration import accuracy_ci, fit_tempo_prior, fit_threshold
+from evaluation.signal_calibration import accuracy_ci, fit_drums, fit_key, fit_tempo_prior, fit_threshold
 from evaluation.signal_judges import (
     KEYS,
+    ChromaFrames,
     ClipMeasures,
+    PercussiveSpectrum,
     SignalCalibration,
     SignalMatch,
     clip_chroma,
@@ -24,6 +26,7 @@ from evaluation.signal_judges import (
     percussive_share,
     rotate_to_tonic,
     signal_matches,
+    summarise_chroma,
     tempo_grid,
     tempo_matches,
 )
@@ -114,6 +117,44 @@ def test_percussive_share_sine_chord_vs_noise_bursts():
     assert percussive_share(np.zeros(SR, dtype=np.float32), SR) == 0.0
 
 
+def test_fit_key_names_every_key_it_was_fitted_on():
+    """Each clip opens (first 1 s) on its tonic triad and then sits on the relative key's triad, a little
+    louder: whatever opening weight wins, the fitted profiles name all 24 keys."""
+
+    def clip(tonic: int, mode: str) -> ChromaFrames:
+        third, relative = (4, tonic + 9) if mode == "major" else (3, tonic + 3)
+        frames = np.zeros((24, 16))
+        for pc in (tonic, tonic + third, tonic + 7):
+            frames[pc % 12, :4] = 1.0
+        for pc in (relative, relative + 7 - third, relative + 7):
+            frames[pc % 12, 4:] = 1.2
+        frames[12 + tonic % 12, :4], frames[12 + relative % 12, 4:] = 1.0, 1.2
+        return ChromaFrames(frames, 0.25)
+
+    keys = [(t, m) for t in range(12) for m in ("major", "minor")]
+    clips = [clip(t, m) for t, m in keys]
+    opening, profiles = fit_key(clips, [KEYS[t] for t, _ in keys], [m for _, m in keys])
+    assert opening in (0, 1, 1.5, 2, 3, 4)
+    for c, (t, m) in zip(clips, keys, strict=True):
+        est = estimate_key(summarise_chroma(c, opening), profiles)
+        assert (est.key, est.mode) == (KEYS[t], m)
+
+
+def test_fit_drums_picks_the_band_that_separates():
+    """Above 1 kHz drums are 0.8 percussive and no drums 0.1; below it (ten times the energy) the other way
+    round (0.1 vs 0.9), so the whole-spectrum share says the opposite -> an edge of at least 1 kHz and a
+    threshold between 0.1 and 0.8."""
+    freqs = np.array([500.0, 1500.0, 4500.0])
+
+    def spectrum(low: float, high: float) -> PercussiveSpectrum:
+        return PercussiveSpectrum(np.array([10 * low, high, high]), np.array([10.0, 1.0, 1.0]), freqs)
+
+    drums, none = spectrum(0.1, 0.8), spectrum(0.9, 0.1)
+    edge, threshold = fit_drums([drums, drums, none], np.array([True, True, False]))
+    assert edge >= 1000 and 0.1 < threshold < 0.8
+    assert drums.share() == pytest.approx(2.6 / 12) and drums.share(99_000) == drums.share()  # no band up there
+
+
 def test_fit_threshold_balanced():
     """Values [0.1, 0.2, 0.6, 0.9], labels [F, F, T, T]: the cut between 0.2 and 0.6 -> 0.4."""
     assert fit_threshold(np.array([0.1, 0.2, 0.6, 0.9]), np.array([False, False, True, True])) == pytest.approx(0.4)
@@ -195,3 +236,24 @@ def test_eval_reports_signal_columns_with_the_measure_accuracy(tmp_path):
     assert mode["n"] == 2 and mode["measure"] == accuracy["mode"]
     assert "signal: mode (measure 81 %)" in (out / "report.md").read_text()
     assert main(["eval", "--models", "debug", *common, "--signal-judges", str(tmp_path / "no.json")]) == 2
+
+
+def test_recipe_smoke_run(tmp_path, capsys):
+    """Six 2 s clips (one in the test split): calibration, both audio versions scored, files written."""
+    from musicrl.corpus.build import build_corpus
+    from musicrl.recipes import signal_judges as recipe
+
+    corpus = build_corpus(tmp_path / "corpus", num_clips=6, seed=0, duration=2.0, progress=False).parent
+    out = tmp_path / "run"
+    ship = tmp_path / "assets" / "signal_judges.json"
+    metrics = recipe.main(recipe.Config(corpus=corpus, out=out, ship=str(ship), n_boot=50))
+    assert metrics["test_clips"] == 1 and metrics["train_clips"] >= 1
+    for judge, attrs in (("signal", {"tempo", "tempo_strict", "tempo_band", "mode", "key", "drums"}),
+                         ("learned", {"tempo_band", "mode", "drums"})):
+        for audio in ("original", "codec"):
+            assert set(metrics[judge][audio]) == attrs
+            assert all(0.0 <= c["accuracy"] <= 1.0 and c["n"] == 1 for c in metrics[judge][audio].values())
+    calib = SignalCalibration.load(ship)
+    assert calib.accuracy == metrics["signal"] and calib.sample_rate == 16000
+    assert SignalCalibration.load(out / "signal_judges.json") == calib
+    assert "| mode |" in (out / "accuracy.md").read_text() and "| mode |" in capsys.readouterr().out
