@@ -15,6 +15,12 @@ as N requests against the rate limit and the queue bound, fills N of a batch's `
 clip, and batches only with best-of requests of the same N and reward. Its clips record every
 candidate's reward, the kept candidate (whose seed alone reproduces the codes) and the cost.
 
+A request may also be *listened to* (:meth:`GenerationService.generate_streaming`, the Generate tab): its
+batch is then sampled by ``MusicGenerator.stream`` and the first clip of each listening request is decoded
+chunk by chunk as its frames complete and handed to that request (``AudioPiece``); the clips stored are
+still the one-shot decode of the same codes, so listening changes when audio is heard, never what is kept.
+Only plain requests stream (one window, no audio prompt, no best-of); the others are heard when done.
+
 Every error a user can cause is an :class:`~models.errors.InputError` with a message meant for that
 user, raised by :meth:`GenerationService.validate` before anything is queued; :class:`ServiceError`
 is the server's side (busy, timed out, shut down).
@@ -24,13 +30,14 @@ from __future__ import annotations
 
 import math
 import os
+import queue
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +66,7 @@ from models.sampling import SamplingParams
 from musicrl.best_of_n import best_of_n
 from musicrl.continuation import AudioPrompt, join_prompt
 
-__all__ = ["GeneratedAudio", "GeneratedClip", "GenerationRequest", "GenerationService", "ServiceError"]
+__all__ = ["AudioPiece", "GeneratedAudio", "GeneratedClip", "GenerationRequest", "GenerationService", "ServiceError"]
 
 
 class ServiceError(RuntimeError):
@@ -121,6 +128,16 @@ class GeneratedAudio:
 
 
 @dataclass(frozen=True)
+class AudioPiece:
+    """The next stretch of a listened request's first clip while it is sampled: audio [C, s] from sample
+    ``start``, in order, already limited to the peak ceiling (``models.streaming.StreamLimiter``)."""
+
+    audio: torch.Tensor
+    sample_rate: int
+    start: int
+
+
+@dataclass(frozen=True)
 class GeneratedClip:
     """A stored clip and its spectrogram picture (None when not rendered)."""
 
@@ -135,6 +152,7 @@ class _Job:
     done_steps: int = 0
     total_steps: int = 0
     started: bool = False
+    listener: queue.SimpleQueue | None = None  # AudioPiece of the first clip as it is decoded (None: not listened)
 
     @property
     def rows(self) -> int:
@@ -156,7 +174,7 @@ class GenerationService:
     def __init__(self, registry: ModelRegistry, store: Store, *, limiter: RateLimiter | None = None,
                  scorers: BestOfScorers | None = None, max_batch_rows: int = 16, max_duration: float = 30.0,
                  max_pending: int = 512, timeout_s: float = 600.0, batch_wait_s: float = 0.1,
-                 autostart: bool = True) -> None:
+                 stream_chunk_s: float = 0.5, stream_first_chunk_s: float = 0.25, autostart: bool = True) -> None:
         if max_batch_rows < 1:
             raise ValueError("max_batch_rows must be >= 1")
         self.registry = registry
@@ -168,6 +186,8 @@ class GenerationService:
         self.max_pending = max_pending
         self.timeout_s = timeout_s
         self.batch_wait_s = batch_wait_s if max_batch_rows > 1 else 0.0
+        # a listened clip comes in pieces of stream_chunk_s, the first one shorter so that it starts sooner
+        self.stream_chunk_s, self.stream_first_chunk_s = stream_chunk_s, stream_first_chunk_s
         self.stats = BatchStats()
         self.spectrogram_dir = store.data_dir / "pictures" / "spectrograms"
         self._pending: deque[_Job] = deque()
@@ -244,9 +264,10 @@ class GenerationService:
         return GenerationRequest(model_id, duration, plan, lam, steer, best_of, reward if best_of > 1 else None,
                                  gen.prompt_cut_warning(plan.prompts[0]), audio_prompt)
 
-    def submit(self, request: GenerationRequest) -> _Job:
-        """Queue a validated request; the job's future resolves to one GeneratedAudio per seed."""
-        job = _Job(request)
+    def submit(self, request: GenerationRequest, listen: bool = False) -> _Job:
+        """Queue a validated request; the job's future resolves to one GeneratedAudio per seed. ``listen``: the
+        first clip's audio also arrives in pieces on ``job.listener`` while it is sampled (plain requests only)."""
+        job = _Job(request, listener=queue.SimpleQueue() if listen else None)
         with self._cond:
             if self._closed:
                 raise ServiceError("the generation service is shut down")
@@ -260,12 +281,25 @@ class GenerationService:
 
     def wait(self, job: _Job, progress: Callable[[float, str], None] | None = None) -> list[GeneratedAudio]:
         """Block until the job is done, reporting (fraction, description) every ~0.25 s."""
+        for _ in self.watch(job, progress):
+            pass
+        return job.future.result()
+
+    def watch(self, job: _Job, progress: Callable[[float, str], None] | None = None) -> Iterator[AudioPiece]:
+        """Until the job is done: yield its listened pieces as they arrive (none when it is not listened to) and
+        report (fraction, description) every ~0.25 s. ServiceError past ``timeout_s``."""
         deadline = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                return job.future.result(timeout=0.25)
-            except FutureTimeout:
-                pass
+        while not job.future.done():
+            if job.listener is None:
+                wait_futures([job.future], timeout=0.25)
+            else:
+                try:
+                    yield job.listener.get(timeout=0.25)
+                    continue
+                except queue.Empty:
+                    pass
+            if job.future.done():
+                break
             if time.monotonic() > deadline:
                 raise ServiceError(f"generation did not finish within {self.timeout_s:g} s; please try again")
             if progress is not None:
@@ -273,6 +307,8 @@ class GenerationService:
                     progress(job.done_steps / job.total_steps, "generating")
                 else:
                     progress(0.0, f"waiting for the model ({self.queue_position(job)} request(s) ahead)")
+        while job.listener is not None and not job.listener.empty():
+            yield job.listener.get_nowait()
 
     def queue_position(self, job: _Job) -> int:
         with self._cond:
@@ -291,6 +327,22 @@ class GenerationService:
         ``caller``: who asks (a web request always says); its rate limit is applied first, and a valid
         best-of-N request counts N - 1 more (a refused one costs what any refused request costs: one).
         """
+        pieces = self.generate_streaming(model_id, prompt, duration, cfg, temperature, top_k, seed, variations, lam,
+                                         best_of, reward, weights, caller=caller, progress=progress, listen=False)
+        while True:
+            try:
+                next(pieces)
+            except StopIteration as done:
+                return done.value
+
+    def generate_streaming(self, model_id: object, prompt: object, duration: object, cfg: object = DEFAULT_CFG,
+                           temperature: object = DEFAULT_TEMPERATURE, top_k: object = DEFAULT_TOP_K,
+                           seed: object = -1, variations: object = 1, lam: object = None, best_of: object = 1,
+                           reward: object = None, weights: object = None, *, caller: Caller | None = None,
+                           progress: Callable[[float, str], None] | None = None,
+                           listen: bool = True) -> Generator[AudioPiece, None, list[GeneratedClip]]:
+        """:meth:`generate`, yielding the first clip's audio in pieces while it is sampled (``listen``; a request
+        that cannot stream yields nothing), then returning the stored clips (``StopIteration.value``)."""
         if caller is not None:
             self.limiter.hit("generate", caller)
         self.registry.refresh()  # a model registered while the app runs can be asked for at once
@@ -298,7 +350,9 @@ class GenerationService:
                                 reward, weights)
         if caller is not None and request.cost > 1:
             self.limiter.hit("generate", caller, cost=request.cost - 1)
-        audios = self.wait(self.submit(request), progress)
+        job = self.submit(request, listen=listen)
+        yield from self.watch(job, progress)
+        audios = job.future.result()
         if progress is not None:
             progress(1.0, "saving")
         clips = self.store_clips(request, audios, source="generate")
@@ -375,20 +429,27 @@ class GenerationService:
         return results
 
     def _run_group(
-        self, requests: Sequence[GenerationRequest], on_step: Callable[[int, int], None] | None = None
+        self, requests: Sequence[GenerationRequest], on_step: Callable[[int, int], None] | None = None,
+        listeners: Sequence[queue.SimpleQueue | None] = (),
     ) -> list[list[GeneratedAudio]]:
+        """``listeners``: per request, the queue its first clip's pieces go to (None: not listened)."""
         first = requests[0]
         if any(r.key != first.key for r in requests):
             raise ValueError("a group must share model, weights, duration, parameters and best-of")
         gen = self.registry.load(first.model_id, first.lam, first.weights)
         plan = GenerationPlan.concat([r.plan for r in requests])
+        offsets = [sum(len(r.seeds) for r in requests[:i]) for i in range(len(requests))]
+        listened = {row: q for row, q in zip(offsets, listeners, strict=False) if q is not None}
         start = time.perf_counter()
         if first.best_of > 1:
             rows = self._best_of(gen, first, plan, on_step)
         else:
-            out = gen.render(plan, on_step=on_step)
-            rows = [GeneratedAudio(out.audio[i].cpu(), out.sample_rate, seed, gen.checkpoint_hash,
-                                   gain=float(out.gains[i]))
+            if listened and first.audio_prompt is None and len(plan.windows) == 1:
+                audio, gains = self._stream(gen, plan, listened, on_step)
+            else:
+                out = gen.render(plan, on_step=on_step)
+                audio, gains = out.audio, out.gains
+            rows = [GeneratedAudio(audio[i].cpu(), gen.sample_rate, seed, gen.checkpoint_hash, gain=float(gains[i]))
                     for i, seed in enumerate(plan.seeds)]
         self.stats.rows.append(len(plan.seeds) * first.best_of)
         self.stats.seconds.append(time.perf_counter() - start)
@@ -397,6 +458,20 @@ class GenerationService:
             results.append(_with_prompt(r, rows[offset : offset + len(r.seeds)]))
             offset += len(r.seeds)
         return results
+
+    def _stream(self, gen: MusicGenerator, plan: GenerationPlan, listened: dict[int, queue.SimpleQueue],
+                on_step: Callable[[int, int], None] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample ``plan`` with ``MusicGenerator.stream``, decoding only the listened rows' chunks and putting each
+        on its row's queue as it comes; returns what :meth:`MusicGenerator.render` would (audio [N, C, S], gains
+        [N]): the one-shot decode of the same codes."""
+        rows = sorted(listened)
+        codes = None
+        for chunk in gen.stream(plan, self.stream_chunk_s, on_step=on_step,
+                                first_chunk_seconds=self.stream_first_chunk_s, rows=rows):
+            for i, row in enumerate(rows):
+                listened[row].put(AudioPiece(chunk.audio[i].cpu(), gen.sample_rate, chunk.start))
+            codes = chunk.codes if chunk.final else codes
+        return gen.decode_with_gains(codes)
 
     def _best_of(self, gen: MusicGenerator, first: GenerationRequest, plan: GenerationPlan,
                  on_step: Callable[[int, int], None] | None) -> list[GeneratedAudio]:
@@ -445,7 +520,7 @@ class GenerationService:
                     job.done_steps, job.total_steps = done, total
 
             try:
-                outputs = self._run_group([j.request for j in jobs], on_step)
+                outputs = self._run_group([j.request for j in jobs], on_step, [j.listener for j in jobs])
             except Exception as err:  # noqa: BLE001 - every job of the failed batch gets the error
                 for job in jobs:
                     job.future.set_exception(err)

@@ -106,8 +106,68 @@ GENERATE_START_JS = """
 (...args) => {
   const button = document.getElementById('generate-button');
   if (button) { button.disabled = true; button.setAttribute('aria-busy', 'true'); }
+  if (window.musicrlLive) window.musicrlLive.begin();  // in the click: the browser lets audio start from here
   return args;
 }
+"""
+
+# The live player: pieces of clip 1 (``app.ui.live_payload``: start sample, rate, base64 16-bit PCM) arrive in
+# the hidden ``live`` JSON while the clip is sampled and are scheduled back to back on one Web Audio context,
+# created (or resumed) in the Generate click so that no autoplay rule holds it back. ``first`` is when the
+# first sample reaches the output (performance.now() clock: scheduled time plus the context's output latency);
+# ``gaps`` counts pieces that did not follow the last one (none is expected: the server sends every piece, in
+# order). Playing any other clip on the page stops the live one; so does the checkbox.
+LIVE_INIT_JS = """
+() => {
+  if (window.musicrlLive) return [];
+  const live = window.musicrlLive = {ctx: null, sources: [], on: false, next: 0, expected: 0, first: null,
+                                     clicked: null, played: 0, gaps: 0};
+  const say = (text) => { const el = document.getElementById('live-status'); if (el) el.textContent = text; };
+  live.stop = () => { live.sources.forEach((s) => { try { s.stop(); } catch (e) {} }); live.sources = []; };
+  live.begin = () => {
+    live.stop();
+    Object.assign(live, {next: 0, expected: 0, first: null, clicked: performance.now(), played: 0, gaps: 0});
+    const box = document.querySelector('#live-play input');
+    const Context = window.AudioContext || window.webkitAudioContext;
+    live.on = Boolean(Context) && (!box || box.checked);
+    if (!live.on) return say('');
+    live.ctx = live.ctx || new Context({latencyHint: 'interactive'});
+    live.ctx.resume();
+    say('Clip 1 will play here while it is made.');
+  };
+  live.play = (piece) => {
+    if (!piece || !live.on || !live.ctx || typeof piece.pcm16 !== 'string') return;
+    if (piece.start !== live.expected) live.gaps += 1;
+    const bytes = Uint8Array.from(atob(piece.pcm16), (c) => c.charCodeAt(0));
+    const ints = new Int16Array(bytes.buffer, 0, bytes.length >> 1);
+    const buffer = live.ctx.createBuffer(1, Math.max(1, ints.length), piece.rate);
+    const data = buffer.getChannelData(0);
+    for (let i = 0; i < ints.length; i++) data[i] = ints[i] / 32768;
+    const source = live.ctx.createBufferSource();
+    source.buffer = buffer;
+    source.connect(live.ctx.destination);
+    const now = live.ctx.currentTime, when = Math.max(live.next, now + 0.02);
+    source.start(when);
+    live.sources.push(source);
+    live.next = when + buffer.duration;
+    live.expected = piece.start + ints.length;
+    live.played += buffer.duration;
+    if (live.first === null) {
+      live.first = performance.now() + (when - now + (live.ctx.outputLatency || live.ctx.baseLatency || 0)) * 1000;
+    }
+    say(`Playing clip 1 while it is made: ${live.played.toFixed(1)} s so far.`);
+  };
+  const quiet = () => { live.stop(); say(''); };
+  document.addEventListener('play', (e) => { if (e.target.tagName === 'AUDIO') quiet(); }, true);
+  document.addEventListener('change', (e) => {
+    if (e.target.closest && e.target.closest('#live-play') && !e.target.checked) { live.on = false; quiet(); }
+  }, true);
+  return [];
+}
+"""
+
+LIVE_JS = """
+(piece) => { if (window.musicrlLive) window.musicrlLive.play(piece); return []; }
 """
 
 GENERATE_END_JS = """

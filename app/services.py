@@ -39,6 +39,7 @@ class AppServices:
     admin: AdminService
     trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For (behind a proxy)
     continuation: ContinuationService | None = None  # "Extend this clip" and uploads (app/extend.py)
+    stream_audio: bool = True  # the Generate tab plays clip 1 while it is made (app/page.py LIVE_JS)
 
     @property
     def public_dirs(self) -> list[Path]:
@@ -76,13 +77,15 @@ def build_services(
     trust_forwarded_for: bool = False,
     repeat_share: float = 0.1,
     scorers: BestOfScorers | None = None,
+    stream: bool = True,
 ) -> AppServices:
     """Open the store (SQLite in ``data_dir`` unless ``db`` is a URL) and build the services.
 
     ``repeat_share``: the probability that a new pair for a rater id is a consistency repeat of a pair
     that rater already judged (``app/repeats.py``; 0 = never). ``scorers``: the best-of-N rewards and the
     largest N (``app/best_of.py``; default: the shipped scorers, N up to 8); a best-of-N request counts
-    as N generation requests, so N is capped at the generation rate limits."""
+    as N generation requests, so N is capped at the generation rate limits. ``stream``: play clip 1 in the
+    Generate tab while it is made."""
     if not min_listen >= 0:
         raise InputError(f"--min-listen must be >= 0 seconds, got {min_listen}")
     if max_batch < 1:
@@ -114,4 +117,5 @@ def build_services(
         admin=AdminService(store, admin_token, limiter=limiter),
         trust_forwarded_for=trust_forwarded_for,
         continuation=ContinuationService(generation),
+        stream_audio=stream,
     )

@@ -7,9 +7,11 @@ is no hidden server function to call by index:
 
 - ``generate(prompt, model_id, duration, variations, cfg, temperature, top_k, seed, quality_diversity,
   best_of, best_of_reward, objective_weights)`` -> 4 audio files, 4 spectrogram pictures (None past
-  ``variations``), clip metadata (JSON). ``best_of`` (default 1 = off): N candidates per clip, the best
-  by ``best_of_reward`` kept (``app/best_of.py``); ``objective_weights`` (default {} = uniform):
-  {objective: weight} for a steerable model, {} for others. The last three may be left out.
+  ``variations``), clip 1 while it is sampled (JSON pieces the page plays as they come, ``live_payload``;
+  API clients can ignore it; None once the clips are there), clip metadata (JSON, always last).
+  ``best_of`` (default 1 = off): N candidates per clip, the best by ``best_of_reward`` kept
+  (``app/best_of.py``); ``objective_weights`` (default {} = uniform): {objective: weight} for a steerable
+  model, {} for others. The last three may be left out.
 - ``extend(clip_id, seconds)`` -> the extended clip's audio, spectrogram, id and metadata: a clip made in the
   Generate tab and ``seconds`` more of it, same model and settings, a new seed (``app/extend.py``)
 - ``continue(upload, prompt, model_id, duration, variations, cfg, temperature, top_k, seed,
@@ -32,19 +34,22 @@ is no hidden server function to call by index:
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from app import page
 from app.best_of import REWARDS
 from app.extend import MIN_NEW_SECONDS
-from app.generation import ServiceError
+from app.generation import AudioPiece, ServiceError
 from app.limits import Caller, RateLimited
 from app.prompt_bank import PROMPT_BANK
 from app.services import AppServices
@@ -83,13 +88,24 @@ def _user_error(err: Exception) -> gr.Error:
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the errors a user can cause into gr.Error, keeping the signature gradio inspects."""
+    """Turn the errors a user can cause into gr.Error, keeping the signature gradio inspects (and, for a
+    generator function, what it is: gradio streams a generator's yields)."""
+    user_errors = (InputError, ServiceError, VoteRejected, RateLimited)
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streamed(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except user_errors as err:
+                raise _user_error(err) from None
+
+        return streamed
 
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (InputError, ServiceError, VoteRejected, RateLimited) as err:
+        except user_errors as err:
             raise _user_error(err) from None
 
     return wrapped
@@ -104,6 +120,14 @@ def caller_of(request: gr.Request | None, trust_forwarded_for: bool = False) -> 
         forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
         address = forwarded or address
     return Caller(session=request.session_hash or "", address=address)
+
+
+def live_payload(piece: AudioPiece) -> dict:
+    """A piece of clip 1 for the page's live player (``app.page.LIVE_JS``): its first sample's index, the sample
+    rate and the mono mix as base64 16-bit little-endian PCM (a second of 16 kHz audio: 43 kB)."""
+    mono = piece.audio.float().mean(dim=0).clamp(-1.0, 1.0).numpy()
+    pcm = np.round(mono * 32767).astype("<i2").tobytes()
+    return {"start": piece.start, "rate": piece.sample_rate, "pcm16": base64.b64encode(pcm).decode("ascii")}
 
 
 def clip_outputs(registry: Any, model_id: str, clips: list) -> tuple[list, list, dict]:
@@ -211,6 +235,11 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
                         seed = gr.Number(value=-1, precision=0, minimum=SEED_RANGE[0], maximum=SEED_RANGE[1],
                                          label="Seed (-1 = random; variation i uses seed + i)")
             generate_btn = gr.Button("Generate", variant="primary", elem_id="generate-button")
+            # clip 1 plays while it is sampled: pieces of it reach `live` and the page plays them (page.LIVE_JS)
+            with gr.Row(visible=services.stream_audio, elem_id="live-row"):
+                gr.Checkbox(value=True, label="Play clip 1 while it is made", elem_id="live-play", min_width=200)
+                gr.HTML("", elem_id="live-status")
+            live = gr.JSON(visible=False, label="Clip 1 while it is made")
             clip_info = gr.Markdown(elem_id="clip-info")
             clip_meta = gr.JSON(visible=False, label="Clip metadata")
             audios, spectrograms = [], []
@@ -336,10 +365,19 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
         def generate(prompt: str, model_id: str, duration: float, variations: float, cfg: float,
                      temperature: float, top_k: float, seed: float, quality_diversity: float, best_of: float,
                      best_of_reward: str, objective_weights: Any, request: gr.Request,
-                     progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
-            clips = generation.generate(model_id, prompt, duration, cfg, temperature, top_k, seed, variations,
-                                        quality_diversity, best_of, best_of_reward, objective_weights,
-                                        caller=who(request), progress=lambda f, d: progress(f, desc=d))
+                     progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # noqa: B008
+            pieces = generation.generate_streaming(model_id, prompt, duration, cfg, temperature, top_k, seed,
+                                                   variations, quality_diversity, best_of, best_of_reward,
+                                                   objective_weights, caller=who(request),
+                                                   progress=lambda f, d: progress(f, desc=d),
+                                                   listen=services.stream_audio)
+            while True:
+                try:
+                    piece = next(pieces)
+                except StopIteration as done:
+                    clips = done.value
+                    break
+                yield (*[gr.skip()] * (2 * MAX_VARIATIONS), live_payload(piece), gr.skip())
             paths, pictures, meta = clip_outputs(registry, model_id, clips)
             first = clips[0].clip.params
             if "prompt_cut" in first:
@@ -351,14 +389,16 @@ def build_ui(services: AppServices, *, title: str = "musicrl") -> gr.Blocks:
                 meta["best_of"] = {"n": first["best_of"]["n"], "reward": first["best_of"]["reward"],
                                    "candidates": first["best_of"]["n"] * len(clips),
                                    "seconds": first["best_of"]["cost"]["total_s"]}
-            return (*paths, *pictures, meta)
+            yield (*paths, *pictures, None, meta)
 
         gen_inputs = [prompt, model, duration, variations, cfg, temperature, top_k, seed, lam, best_of,
                       best_of_reward, objective_weights]
-        gr.on([generate_btn.click, prompt.submit], generate, gen_inputs, [*audios, *spectrograms, clip_meta],
+        gr.on([generate_btn.click, prompt.submit], generate, gen_inputs, [*audios, *spectrograms, live, clip_meta],
               api_name="generate", concurrency_limit=None, js=page.GENERATE_START_JS).then(
             None, None, None, js=page.GENERATE_END_JS, **JS_ONLY)
         clip_meta.change(None, [clip_meta], [clip_info], js=page.CLIP_INFO_JS, **JS_ONLY)
+        demo.load(None, None, None, js=page.LIVE_INIT_JS, **JS_ONLY)
+        live.change(None, [live], None, js=page.LIVE_JS, **JS_ONLY)
 
         # ------------------------------------------------------------------- wiring: continuation
         continuation = services.continuation

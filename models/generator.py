@@ -7,7 +7,7 @@ skipped entirely at gamma = 1) -> revert the delay pattern -> decode with the co
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -386,13 +386,18 @@ class MusicGenerator:
         context_seconds: float = 0.2,
         overlap_seconds: float = 0.04,
         on_step: Callable[[int, int], None] | None = None,
+        first_chunk_seconds: float | None = None,
+        rows: Sequence[int] | None = None,
     ) -> Iterator[AudioChunk]:
         """:meth:`render` as a stream: sample the plan step by step (the same loop, :func:`sampling_steps`) and
         yield the audio of the frames already complete, every ``chunk_seconds`` (``models.streaming``): a
         chunk's decode sees ``context_seconds`` of frames on each side, consecutive chunks are crossfaded over
         ``overlap_seconds``, a ``StreamLimiter`` keeps them within the peak ceiling. The last chunk carries the
         codes [N, K, T] (equal to :meth:`sample`'s for the same plan) and the limiter's gains. One window only
-        (a long-form plan is refused); an audio prompt's own frames are streamed too.
+        (a long-form plan is refused); an audio prompt's own frames are streamed too. ``first_chunk_seconds``
+        (default ``chunk_seconds``) sizes the first chunk alone: smaller, the audio starts sooner. ``rows``: the
+        plan's rows to decode and stream (default all; the others are sampled alike, and only their codes come
+        back): a server streaming one listener's clip need not decode its batch mates' chunks.
 
         Yields:
             ``models.streaming.AudioChunk``: audio [N, C, s] from sample ``start``, in order.
@@ -403,9 +408,13 @@ class MusicGenerator:
         frames = lambda seconds: max(0, round(seconds * fr))  # noqa: E731
         chunk = max(1, frames(chunk_seconds))
         spf = round(self.sample_rate / fr)
+        first = chunk if first_chunk_seconds is None else max(1, frames(first_chunk_seconds))
         decoder = StreamDecoder(self.codec.decode, spf, chunk, frames(context_seconds),
-                                min(chunk, frames(overlap_seconds)))
-        limiter, start = StreamLimiter(len(plan.rows)), 0
+                                min(chunk, first, frames(overlap_seconds)), first)
+        picked = list(range(len(plan.rows))) if rows is None else list(rows)
+        if not picked or any(not 0 <= r < len(plan.rows) for r in picked):
+            raise ValueError(f"rows {picked} are not rows of this {len(plan.rows)}-row plan")
+        limiter, start = StreamLimiter(len(picked)), 0
         text = self.encode_text(list(plan.prompts)).repeat_rows(plan.samples_per_prompt)
         total = plan.steps(k)
         loop = sampling_steps(self.lm, text, plan.frames, plan.params, list(plan.seeds), prefix=plan.prompt)
@@ -419,11 +428,11 @@ class MusicGenerator:
                 on_step(done, total)
             complete = done - k + 1
             if complete > 0:
-                audio = decoder.push(revert_delayed(delayed[:, :, : complete + k - 1]))
+                audio = decoder.push(revert_delayed(delayed[picked, :, : complete + k - 1]))
                 if audio is not None and audio.shape[-1]:
                     yield AudioChunk(limiter(audio), start)
                     start += audio.shape[-1]
-        audio = limiter(decoder.push(codes, final=True))
+        audio = limiter(decoder.push(codes[picked], final=True))
         yield AudioChunk(audio, start, final=True, codes=codes, gains=limiter.gains.clone())
 
     def generate(

@@ -44,18 +44,21 @@ class StreamDecoder:
     Args:
         decode: codes [N, K, F] -> audio [N, C, F * samples_per_frame] (the codec's raw decode).
         samples_per_frame: the codec's hop.
-        chunk: frames per chunk (after the first, which waits for ``chunk + context`` frames).
+        chunk: frames per chunk (each waits for ``chunk + overlap + context`` new frames).
         context: frames decoded on each side of a chunk and thrown away.
-        overlap: frames of crossfade between consecutive chunks (<= chunk).
+        overlap: frames of crossfade between consecutive chunks (<= every chunk).
+        first_chunk: frames of the first chunk (default ``chunk``): smaller starts the audio sooner.
     """
 
     def __init__(self, decode: Callable[[torch.Tensor], torch.Tensor], samples_per_frame: int, chunk: int,
-                 context: int, overlap: int):
-        if chunk < 1 or context < 0 or not 0 <= overlap <= chunk:
-            raise ValueError(f"need chunk >= 1, context >= 0 and 0 <= overlap <= chunk; got {chunk}, {context}, "
-                             f"{overlap}")
+                 context: int, overlap: int, first_chunk: int | None = None):
+        first_chunk = chunk if first_chunk is None else first_chunk
+        if min(chunk, first_chunk) < 1 or context < 0 or not 0 <= overlap <= min(chunk, first_chunk):
+            raise ValueError(f"need chunks >= 1, context >= 0 and 0 <= overlap <= chunk; got {chunk} (first "
+                             f"{first_chunk}), {context}, {overlap}")
         self.decode, self.spf = decode, samples_per_frame
-        self.chunk, self.context, self.overlap = chunk, context, overlap
+        self.chunk, self.context, self.overlap = first_chunk, context, overlap
+        self.next_chunk = chunk  # the size of every chunk after the first
         self.emitted = 0  # frames whose audio has been handed out
         self.tail: torch.Tensor | None = None  # audio of frames [emitted, emitted + overlap), held back
 
@@ -78,6 +81,7 @@ class StreamDecoder:
         if final:
             self.emitted, self.tail = f, None
             return audio
+        self.chunk = self.next_chunk
         keep = (end - self.overlap - self.emitted) * self.spf
         out, self.tail = audio[..., :keep], audio[..., keep:] if self.overlap else None
         self.emitted = end - self.overlap

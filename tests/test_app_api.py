@@ -76,7 +76,8 @@ def test_api_names_and_parameters(client):
 
 def test_generate_returns_audio_spectrograms_and_metadata(client):
     out = client.predict("calm piano", "alpha", 0.5, 2, 3.0, 1.0, 50, 11, 0.5, api_name="/generate")
-    audios, pictures, meta = out[:4], out[4:8], out[8]
+    audios, pictures, meta = out[:4], out[4:8], out[-1]
+    assert len(out) == 10  # and out[8], clip 1's live stream for the page
     assert audios[2] is None and audios[3] is None and pictures[2] is None
     with wave.open(audios[0]) as w:
         assert w.getnframes() == 4000 and w.getframerate() == 8000

@@ -149,3 +149,34 @@ def test_generate_stream_refusals_write_nothing(tmp_path, capsys, extra, needle)
     out = tmp_path / "out"
     assert main(["generate", "x", "--model", "debug", "--stream", *extra, "--out", str(out)]) == 2
     assert needle in capsys.readouterr().err and not out.exists()
+
+
+def test_stream_decoder_first_chunk_comes_sooner_and_still_joins():
+    """first_chunk=1: the first audio needs 1 + overlap + context frames instead of chunk + overlap + context;
+    the rest of the stream is unchanged in size and the join is still exact."""
+    codes = torch.randint(0, 9, (1, 4, 20), generator=torch.Generator().manual_seed(1))
+    dec = StreamDecoder(_smooth_decoder, 4, chunk=6, context=1, overlap=1, first_chunk=1)
+    pieces = [dec.push(codes[:, :, :f]) for f in range(1, 20)]
+    first = next(f for f, p in enumerate(pieces, start=1) if p is not None)
+    assert first == 1 + 1 + 1  # first_chunk + overlap + context
+    pieces.append(dec.push(codes, final=True))
+    joined = torch.cat([p for p in pieces if p is not None], dim=-1)
+    torch.testing.assert_close(joined, _smooth_decoder(codes), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="overlap"):
+        StreamDecoder(_smooth_decoder, 4, chunk=6, context=1, overlap=2, first_chunk=1)
+
+
+def test_generator_stream_of_chosen_rows_equals_those_rows_of_the_full_stream():
+    """rows=[1]: only row 1 is decoded and streamed (what a server streaming one listener's clip asks); its
+    audio and the returned codes of every row equal the full stream's."""
+    gen = debug_generator()
+    plan = gen.plan(["calm piano", "fast techno"], 1.0, SamplingParams(cfg=3.0), seeds=5)
+    full = list(gen.stream(plan, chunk_seconds=0.3))
+    one = list(gen.stream(plan, chunk_seconds=0.3, first_chunk_seconds=0.1, rows=[1]))
+    assert torch.equal(one[-1].codes, full[-1].codes)
+    assert one[0].audio.shape[0] == 1 and one[0].audio.shape[-1] < full[0].audio.shape[-1]
+    torch.testing.assert_close(torch.cat([c.audio for c in one], -1) / one[-1].gains[:, None, None],
+                               torch.cat([c.audio for c in full], -1)[1:] / full[-1].gains[1:, None, None],
+                               atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="not rows"):
+        next(gen.stream(plan, rows=[2]))

@@ -21,7 +21,10 @@ PROMPT = "calm ambient piano with soft pads"
 
 
 @torch.no_grad()
-def run_stream_bench(model: str, duration: float, chunks: list[float], cfg: float, repeats: int, log=print) -> dict:
+def run_stream_bench(model: str, duration: float, chunks: list[float], cfg: float, repeats: int, log=print,
+                     first_chunk: float | None = None) -> dict:
+    """``first_chunk``: seconds of every stream's first chunk alone (``MusicGenerator.stream``'s
+    ``first_chunk_seconds``; None: the chunk's own length)."""
     gen = load_generator(model)
     plan = gen.plan([PROMPT], duration, SamplingParams(cfg=cfg), seeds=0)
     gen.render(gen.plan([PROMPT], min(duration, 0.5), SamplingParams(cfg=cfg), seeds=0))  # warm-up
@@ -34,7 +37,7 @@ def run_stream_bench(model: str, duration: float, chunks: list[float], cfg: floa
         one_shot.append(time.perf_counter() - t0)
         for c in chunks:
             t0, first, pieces = time.perf_counter(), None, []
-            for chunk in gen.stream(plan, chunk_seconds=c):
+            for chunk in gen.stream(plan, chunk_seconds=c, first_chunk_seconds=first_chunk):
                 first = time.perf_counter() - t0 if first is None else first
                 pieces.append(chunk)
             runs[c]["first"].append(first)
@@ -54,7 +57,7 @@ def run_stream_bench(model: str, duration: float, chunks: list[float], cfg: floa
         log(f"chunk {c:g} s: first audio {row['first_audio_s']:.2f} s, whole stream {row['stream_s']:.2f} s = "
             f"{row['stream_vs_one_shot']:.2f}x one-shot ({base:.2f} s); vs one-shot decode: SNR "
             f"{row['error']['snr_db']:.1f} dB, log-magnitude L1 {row['error']['logmag_l1']:.3f}")
-    result = {"model": model, "duration": duration, "cfg": cfg, "repeats": repeats,
+    result = {"model": model, "duration": duration, "cfg": cfg, "repeats": repeats, "first_chunk_s": first_chunk,
               "threads": torch.get_num_threads(), "rows": rows}
     cfg_codec = getattr(gen.codec, "cfg", None)
     if cfg_codec is not None and hasattr(gen.codec, "decode_magnitude"):

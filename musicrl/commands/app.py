@@ -53,6 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reward-model", default="",
                    help="a preference reward model directory (musicrl train reward-model): adds the 'preference' "
                         "reward to best-of-N")
+    p.add_argument("--no-stream", dest="stream", action="store_false",
+                   help="do not play clip 1 in the Generate tab while it is made (the page then plays clips when "
+                        "they are done; the server decodes no chunks)")
     p.set_defaults(func=run)
 
 
@@ -70,5 +73,5 @@ def run(args: argparse.Namespace) -> int:
           arena_duration=args.arena_duration, limits=RateLimits.unlimited() if args.no_rate_limits else None,
           trust_forwarded_for=args.trust_forwarded_for, repeat_share=args.repeat_share,
           scorers=BestOfScorers(args.embedder, args.quality, args.reward_model, max_n=args.max_best_of),
-          torch_threads=args.threads, block=True)
+          stream=args.stream, torch_threads=args.threads, block=True)
     return 0

@@ -33,11 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
     s.add_argument("--out", type=Path, default=None, help="write sampler.jsonl and sampler.md here")
     s.set_defaults(func=run_sampler)
-    r = which.add_parser("rtf", help="seconds to generate one clip at batch 1 and the real-time factor")
+    r = which.add_parser("rtf", help="seconds to generate a batch of clips and the real-time factor")
     r.add_argument("--model", default="default", help="registry name or checkpoint directory")
     r.add_argument("--duration", type=float, default=8.0, help="seconds of audio (at most the model's maximum)")
     r.add_argument("--cfg", type=float, default=3.0, help="guidance scale (1 = no CFG)")
     r.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    r.add_argument("--batch", type=int, default=1, help="clips per call (RTF = call time / (batch x duration))")
     r.set_defaults(func=run_rtf)
     c = which.add_parser("cfg", help="clips/s of a CFG-free (distilled) model vs the base model with CFG")
     c.add_argument("--model", default="default", help="the base model (sampled with --cfg)")
@@ -60,6 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--model", default="default", help="registry name or checkpoint directory")
     st.add_argument("--duration", type=float, default=8.0, help="seconds of audio (one window)")
     st.add_argument("--chunks", type=_list(float), default=[0.5, 1.0], help="chunk lengths in seconds, comma-separated")
+    st.add_argument("--first-chunk", type=float, default=None,
+                    help="seconds of the first chunk alone (default: the chunk's; the app uses 0.25)")
     st.add_argument("--cfg", type=float, default=3.0, help="guidance scale (1 = no CFG)")
     st.add_argument("--repeats", type=int, default=3, help="interleaved repeats; the median is reported")
     st.add_argument("--out", type=Path, default=None, help="write the result as JSON to this file (default: none)")
@@ -180,9 +183,10 @@ def run_stream(args: argparse.Namespace) -> int:
 
     from musicrl.bench.stream import run_stream_bench
 
-    if args.repeats < 1 or not args.chunks or min(args.chunks) <= 0:
+    if args.repeats < 1 or not args.chunks or min(args.chunks) <= 0 or (args.first_chunk or 1) <= 0:
         raise InputError("--repeats must be >= 1 and every chunk > 0 s")
-    result = run_stream_bench(args.model, args.duration, args.chunks, args.cfg, args.repeats)
+    result = run_stream_bench(args.model, args.duration, args.chunks, args.cfg, args.repeats,
+                              first_chunk=args.first_chunk)
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
@@ -214,9 +218,9 @@ def run_cfg(args: argparse.Namespace) -> int:
 def run_rtf(args: argparse.Namespace) -> int:
     from musicrl.bench.rtf import run_rtf_bench
 
-    if args.repeats < 1:
-        raise InputError("--repeats must be >= 1")
-    run_rtf_bench(args.model, args.duration, args.cfg, args.repeats, args.threads)
+    if args.repeats < 1 or args.batch < 1:
+        raise InputError("--repeats and --batch must be >= 1")
+    run_rtf_bench(args.model, args.duration, args.cfg, args.repeats, args.threads, batch=args.batch)
     return 0
 
 
