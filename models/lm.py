@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.fused_step import StepBuffers, fused_step
+
 
 @dataclass
 class LMConfig:
@@ -160,7 +162,8 @@ class DecodeCache:
     """Everything one generation reuses across steps.
 
     self_k, self_v: per layer [B, H, S_max, hd]; cross_k, cross_v: per layer [Bc, H, L, hd] for the
-    Bc conditioned rows (rows Bc..B-1 are null rows and skip cross-attention); cross_mask [Bc, 1, 1, L].
+    Bc conditioned rows (rows Bc..B-1 are null rows and skip cross-attention); cross_mask [Bc, 1, 1, L];
+    buffers: the fused step's preallocated outputs (``models.fused_step``), None for the plain step.
     """
 
     self_k: list[torch.Tensor]
@@ -169,6 +172,7 @@ class DecodeCache:
     cross_v: list[torch.Tensor]
     cross_mask: torch.Tensor | None
     num_cond: int
+    buffers: StepBuffers | None = None
 
 
 def _call_weight(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -200,6 +204,8 @@ class AudioLM(nn.Module):
         self.embed_scale = math.sqrt(cfg.dim) if cfg.scale_embedding else 1.0
         self.dropout = nn.Dropout(cfg.dropout)
         self.quantized = ""  # "int8": the layers' and heads' Linears are int8 modules (models.quantize)
+        # Decode with models.fused_step (float weights only); False = the plain step, the fallback and reference.
+        self.fused = True
 
     @property
     def num_parameters(self) -> int:
@@ -279,7 +285,8 @@ class AudioLM(nn.Module):
                 k, v = layer.cross_attn.keys_values(states)
                 cross_k.append(k.contiguous())
                 cross_v.append(v.contiguous())
-        return DecodeCache(self_k, self_v, cross_k, cross_v, mask, num_cond)
+        buffers = StepBuffers.allocate(cfg, batch, num_cond, dtype, dev) if self.fused and not self.quantized else None
+        return DecodeCache(self_k, self_v, cross_k, cross_v, mask, num_cond, buffers)
 
     @torch.no_grad()
     def prefill(self, tokens: torch.Tensor, cache: DecodeCache) -> None:
@@ -310,16 +317,19 @@ class AudioLM(nn.Module):
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, pos: int, cache: DecodeCache) -> torch.Tensor:
-        """One decoding step.
+        """One decoding step: :func:`models.fused_step.fused_step` when the cache has its buffers (float
+        weights and ``self.fused``), else the plain step below.
 
-        Written with functional calls on the same weights as ``forward`` (no module hooks, no
-        dropout): at batch 1 a step is dominated by per-op overhead, not arithmetic.
+        The plain step is written with functional calls on the same weights as ``forward`` (no module
+        hooks, no dropout): at batch 1 a step is dominated by per-op overhead, not arithmetic.
 
         Args:
             tokens: [B, K] inputs at position ``pos``.
         Returns:
             logits [B, K, V] for position ``pos``.
         """
+        if self.fused and not self.quantized and cache.buffers is not None:
+            return fused_step(self, tokens, pos, cache)
         cfg = self.cfg
         lin = _call_module if self.quantized else _call_weight  # int8 modules hold no float weight
         b, n = tokens.shape[0], cache.num_cond
