@@ -25,13 +25,11 @@ The plain step (``lm.fused = False``) remains the fallback and the reference the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:  # typing only: models.lm imports this module
-    from models.lm import AudioLM, DecodeCache, LMConfig
+from torch import nn
 
 
 @dataclass
@@ -49,14 +47,28 @@ class StepBuffers:
     heads: torch.Tensor  # [K * V, B]
 
     @classmethod
-    def allocate(cls, cfg: LMConfig, rows: int, cond_rows: int, dtype: torch.dtype,
+    def allocate(cls, dim: int, ffn_dim: int, logits: int, rows: int, cond_rows: int, dtype: torch.dtype,
                  device: torch.device) -> StepBuffers:
+        """Buffers for a model of width ``dim``, MLP width ``ffn_dim`` and ``logits`` = K * V outputs."""
         def empty(*shape: int) -> torch.Tensor:
             return torch.empty(shape, dtype=dtype, device=device)
 
-        d, f = cfg.dim, cfg.ffn_dim
+        d, f = dim, ffn_dim
         return cls(empty(3 * d, rows), empty(d, rows), empty(d, cond_rows), empty(d, cond_rows), empty(f, rows),
-                   empty(rows, f), empty(d, rows), empty(cfg.num_codebooks * cfg.cardinality, rows))
+                   empty(rows, f), empty(d, rows), empty(logits, rows))
+
+
+class StepCache(Protocol):
+    """What the fused step reads and writes of a ``models.lm.DecodeCache`` (named by its fields, so this module
+    needs nothing from ``models.lm``, which imports it)."""
+
+    self_k: list[torch.Tensor]
+    self_v: list[torch.Tensor]
+    cross_k: list[torch.Tensor]
+    cross_v: list[torch.Tensor]
+    cross_mask: torch.Tensor | None
+    num_cond: int
+    buffers: StepBuffers | None
 
 
 def project(weight: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -74,8 +86,9 @@ def _heads_first(t: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fused_step(lm: AudioLM, tokens: torch.Tensor, pos: int, cache: DecodeCache) -> torch.Tensor:
-    """One decoding step on ``cache.buffers``: the plain step's arithmetic with the faster projection kernel.
+def fused_step(lm: nn.Module, tokens: torch.Tensor, pos: int, cache: StepCache) -> torch.Tensor:
+    """One decoding step of ``lm`` (a ``models.lm.AudioLM`` with float weights) on ``cache.buffers``: the plain
+    step's arithmetic with the faster projection kernel.
 
     Args:
         tokens: [B, K] inputs at position ``pos``; B must be the rows the cache was made for.

@@ -285,7 +285,8 @@ class AudioLM(nn.Module):
                 k, v = layer.cross_attn.keys_values(states)
                 cross_k.append(k.contiguous())
                 cross_v.append(v.contiguous())
-        buffers = StepBuffers.allocate(cfg, batch, num_cond, dtype, dev) if self.fused and not self.quantized else None
+        buffers = (StepBuffers.allocate(cfg.dim, cfg.ffn_dim, cfg.num_codebooks * cfg.cardinality, batch, num_cond,
+                                        dtype, dev) if self.fused and not self.quantized else None)
         return DecodeCache(self_k, self_v, cross_k, cross_v, mask, num_cond, buffers)
 
     @torch.no_grad()
