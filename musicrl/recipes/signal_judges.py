@@ -6,13 +6,14 @@ known truth and measure how far they can be trusted, next to the learned judges 
 
 Reads top to bottom: load the corpus's train and test clips -> pass both through the shipped codec
 (encode -> decode: what generated clips sound like) -> raw measures of every clip (tempo salience,
-chroma, percussive share) -> fit on the TRAIN split: the tempo prior, the key profiles and the drums
-threshold, on original and codec clips together (one calibration serves both) -> judge the TEST split,
-original and codec: per attribute accuracy with a 95 % interval resampling compositions -> the learned
-judges' accuracy on the same clips -> ``out/signal_judges.json`` (the calibration with its accuracy; also
-written to ``ship`` when given) and ``out/metrics.json`` (the table, and the percussive share of every
-no-drum test clip before and after the codec). No loop, no weights: ``Config`` -> ``setup`` ->
-``measure`` -> ``fit`` -> ``score`` -> ``main``.
+chroma frames, percussive spectrum) -> fit on the TRAIN split, original and codec clips together (one
+calibration serves both): the tempo prior, the opening weight and key profiles, the drums band and
+threshold -> judge the TEST split, original and codec: per attribute accuracy with a 95 % interval
+resampling compositions -> the learned judges' accuracy on the same clips -> ``out/signal_judges.json``
+(the calibration with its accuracy; also written to ``ship`` when given), ``out/accuracy.md`` (the table)
+and ``out/metrics.json`` (the table's numbers, and the percussive share of every drum and no-drum test
+clip before and after the codec). No loop, no weights: ``Config`` -> ``setup`` -> ``measure`` -> ``fit``
+-> ``score`` -> ``main``.
 """
 
 from __future__ import annotations
