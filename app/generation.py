@@ -3,8 +3,9 @@
 Requests wait in one queue; a single worker thread takes the oldest request together with every
 waiting request that has the same model, merge weight, duration and sampling parameters (up to
 ``max_batch_rows`` clips; it waits up to ``batch_wait_s`` = 0.1 s for them when the batch is not
-full) and runs them as ONE ``MusicGenerator.generate`` call, one row per clip, each row with its own
-seed (so a clip does not depend on its batch mates). This is ours rather than gradio's
+full, unless someone listens to the oldest request as it is made) and runs them as ONE
+``MusicGenerator.generate`` call, one row per clip, each row with its own seed (so a clip does not depend on
+its batch mates). This is ours rather than gradio's
 ``batch=True`` so that one user's bad input or failed model fails that user's request only, each
 request keeps its own progress bar, and requests from different events batch together.
 
@@ -498,7 +499,10 @@ class GenerationService:
             if not self._pending:
                 return None
             first = self._pending[0]
-            deadline = time.monotonic() + self.batch_wait_s  # let requests sent together arrive together
+            # let requests sent together arrive together; not when a listener waits for the first sound (the
+            # requests already queued still join it, and under load the queue is what fills batches)
+            wait = 0.0 if first.listener is not None else self.batch_wait_s
+            deadline = time.monotonic() + wait
             while not self._closed and (left := deadline - time.monotonic()) > 0 and sum(
                     j.rows for j in self._pending if j.request.key == first.request.key) < self.max_batch_rows:
                 self._cond.wait(left)

@@ -116,17 +116,19 @@ GENERATE_START_JS = """
 # created (or resumed) in the Generate click so that no autoplay rule holds it back. ``first`` is when the
 # first sample reaches the output (performance.now() clock: scheduled time plus the context's output latency);
 # ``gaps`` counts pieces that did not follow the last one (none is expected: the server sends every piece, in
-# order). Playing any other clip on the page stops the live one; so does the checkbox.
+# order); ``underruns`` the pieces that came after the previous one had finished playing (sampling slower than
+# real time leaves silences). Playing any other clip on the page stops the live one; so does the checkbox.
 LIVE_INIT_JS = """
 () => {
   if (window.musicrlLive) return [];
   const live = window.musicrlLive = {ctx: null, sources: [], on: false, next: 0, expected: 0, first: null,
-                                     clicked: null, played: 0, gaps: 0};
+                                     clicked: null, played: 0, gaps: 0, underruns: 0};
   const say = (text) => { const el = document.getElementById('live-status'); if (el) el.textContent = text; };
   live.stop = () => { live.sources.forEach((s) => { try { s.stop(); } catch (e) {} }); live.sources = []; };
   live.begin = () => {
     live.stop();
-    Object.assign(live, {next: 0, expected: 0, first: null, clicked: performance.now(), played: 0, gaps: 0});
+    Object.assign(live, {next: 0, expected: 0, first: null, clicked: performance.now(), played: 0, gaps: 0,
+                         underruns: 0});
     const box = document.querySelector('#live-play input');
     const Context = window.AudioContext || window.webkitAudioContext;
     live.on = Boolean(Context) && (!box || box.checked);
@@ -147,6 +149,7 @@ LIVE_INIT_JS = """
     source.buffer = buffer;
     source.connect(live.ctx.destination);
     const now = live.ctx.currentTime, when = Math.max(live.next, now + 0.02);
+    if (live.next && when > live.next) live.underruns += 1;  // the last piece ran out before this one came
     source.start(when);
     live.sources.push(source);
     live.next = when + buffer.duration;

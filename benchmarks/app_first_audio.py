@@ -86,12 +86,12 @@ def main() -> None:
                                        "window.musicrlLive.first !== null", timeout=600_000)
                 page.wait_for_timeout(300)
                 live = page.evaluate("({first: musicrlLive.first, clicked: musicrlLive.clicked, "
-                                     "shown: performance.now(), gaps: musicrlLive.gaps})")
+                                     "gaps: musicrlLive.gaps, underruns: musicrlLive.underruns})")
                 click = page.evaluate("window.benchClick") / 1000
                 at = {name: t - click for name, t in reversed(events)}  # the first of each kind
                 row = {"first_audible_s": (live["first"] - live["clicked"]) / 1000,
                        "click_to_server_s": at["handler"], "first_piece_s": at["piece"], "done_s": at["done"],
-                       "gaps": live["gaps"]}
+                       "gaps": live["gaps"], "underruns": live["underruns"]}
                 if repeat:
                     rows.append(row)
                 print(("warm-up " if not repeat else f"repeat {repeat}: ")

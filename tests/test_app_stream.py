@@ -7,6 +7,7 @@ Debug models (tiny EnCodec decoder: a stream joins to the one-shot decode within
 from __future__ import annotations
 
 import base64
+import time
 
 import numpy as np
 import pytest
@@ -64,15 +65,31 @@ def test_streamed_pieces_join_to_the_stored_clip_and_the_clip_is_the_unstreamed_
     assert [c.clip.audio_sha256 for c in plain] == [c.clip.audio_sha256 for c in clips]
 
 
-def test_requests_batched_together_each_hear_their_own_first_clip(service):
-    service.batch_wait_s = 1.0  # both requests below wait for each other and run as one batch
+def test_requests_batched_together_each_hear_their_own_first_clip(registry, tmp_path):
+    with open_store(None, tmp_path / "data") as store:
+        service = GenerationService(registry, store, autostart=False, stream_chunk_s=0.2, stream_first_chunk_s=0.1)
+        try:
+            _hear_their_own(service)
+        finally:
+            service.close()
+
+
+def _hear_their_own(service: GenerationService) -> None:
     a = service.submit(service.request("a", "calm piano", DUR, PARAMS, (1,)), listen=True)
     b = service.submit(service.request("a", "fast techno drums", DUR, PARAMS, (2, 3)), listen=True)
+    service.start()  # both queued: one batch of 3 rows
     heard = {name: torch.cat([p.audio for p in service.watch(job)], dim=-1) for name, job in (("a", a), ("b", b))}
     assert service.stats.rows == [3]
     for name, job in (("a", a), ("b", b)):
         first = job.future.result()[0]
         torch.testing.assert_close(heard[name], first.audio, atol=1e-4, rtol=0)
+
+
+def test_a_listened_request_does_not_wait_for_batch_mates(service):
+    service.batch_wait_s = 60.0  # a plain request would wait this long for company
+    start = time.monotonic()
+    pieces, _ = _drain(service.generate_streaming("a", "calm piano", DUR, seed=2))
+    assert pieces and service.stats.rows == [1] and time.monotonic() - start < 30
 
 
 def test_requests_that_cannot_stream_are_heard_when_done(service):
