@@ -17,7 +17,7 @@ import pytest
 from models.errors import InputError
 from musicrl.corpus import phrasing
 from musicrl.corpus.attributes import LEAD_INSTRUMENTS, MODES, STYLES, load_manifest, tempo_band
-from musicrl.corpus.build import build_corpus, plan_clips
+from musicrl.corpus.build import build_corpus, clip_attributes, plan_clips
 from musicrl.corpus.captions import make_caption, parse_caption
 from musicrl.corpus.paraphrase import PARAPHRASE_SET, load_paraphrase_set
 from musicrl.corpus.phrases import NUMBER_FORMS, SCENES, read_number_words, spell_number
@@ -27,25 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAPHRASES = ROOT / PARAPHRASE_SET
 
 
-def _attrs(item) -> dict:
-    c = item.composition
-    return {
-        "style": c.style,
-        "tempo": c.tempo,
-        "tempo_band": tempo_band(c.tempo),
-        "key": c.key,
-        "mode": c.mode,
-        "lead_instrument": item.lead,
-        "drums": c.drums,
-        "mood": c.mood,
-        "energy": c.energy,
-    }
-
-
 @pytest.fixture(scope="module")
 def clips() -> list[dict]:
     """Labels of 1,200 planned clips (every style, both modes, drums and none, every lead)."""
-    return [_attrs(item) for item in plan_clips(5, 1200)]
+    return [clip_attributes(item) for item in plan_clips(5, 1200)]
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from musicrl.corpus.attributes import (
     load_manifest,
     tempo_band,
 )
-from musicrl.corpus.build import build_corpus, plan_clips, split_of
+from musicrl.corpus.build import build_corpus, clip_attributes, plan_clips, split_of
 from musicrl.corpus.captions import make_caption, parse_caption
 from musicrl.corpus.compose import Composition, compose
 from musicrl.corpus.render import (
@@ -212,18 +212,7 @@ def test_captions_vary_and_state_only_true_values():
     captions, first_words, mentioned_counts = set(), set(), []
     style_positions = set()
     for item in plan_clips(7, 400):
-        c = item.composition
-        attrs = {
-            "style": c.style,
-            "tempo": c.tempo,
-            "tempo_band": tempo_band(c.tempo),
-            "key": c.key,
-            "mode": c.mode,
-            "lead_instrument": item.lead,
-            "drums": c.drums,
-            "mood": c.mood,
-            "energy": c.energy,
-        }
+        attrs = clip_attributes(item)
         rng = np.random.default_rng([7, item.index])
         caption, mentioned = make_caption(attrs, rng)
         # The caption states exactly the attributes it claims to mention, each with its true value.

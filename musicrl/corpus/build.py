@@ -108,6 +108,13 @@ def plan_clips(seed: int, num_clips: int) -> list[ClipPlan]:
     raise AssertionError("unreachable")
 
 
+def clip_attributes(item: ClipPlan) -> dict:
+    """The ground-truth attributes of a planned clip, as its manifest row and its caption record them."""
+    c = item.composition
+    return {"style": c.style, "tempo": c.tempo, "tempo_band": tempo_band(c.tempo), "key": c.key, "mode": c.mode,
+            "lead_instrument": item.lead, "drums": c.drums, "mood": c.mood, "energy": c.energy}
+
+
 def render_clip(
     item: ClipPlan, duration: float, sample_rate: int, captions: str = "mix"
 ) -> tuple[np.ndarray, dict]:
@@ -115,17 +122,7 @@ def render_clip(
     c = item.composition
     pm = compose(c, item.lead, duration)
     wave_f32 = render_midi(pm, duration, sample_rate)
-    attrs = {
-        "style": c.style,
-        "tempo": c.tempo,
-        "tempo_band": tempo_band(c.tempo),
-        "key": c.key,
-        "mode": c.mode,
-        "lead_instrument": item.lead,
-        "drums": c.drums,
-        "mood": c.mood,
-        "energy": c.energy,
-    }
+    attrs = clip_attributes(item)
     caption, mentioned, caption_style = corpus_caption(
         attrs, captions, [item.corpus_seed, item.composition_index, item.variant]
     )
