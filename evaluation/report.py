@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from evaluation.fronts import hypervolumes
 from evaluation.plots import _figure
 from evaluation.signal_judges import SIGNAL_ATTRIBUTES
@@ -37,6 +39,16 @@ def signal_columns(summaries: list[dict]) -> list[tuple[str, str]]:
     return cols
 
 
+
+def _accuracy_cell(judged: dict | None) -> str:
+    """"61 % [51, 72] (n=152)": a judged attribute's accuracy (mean over prompts), its bootstrap interval over
+    prompts when the summary has one, and the number of judged clip-attribute pairs; "–" when not judged."""
+    if not judged:
+        return "–"
+    ci = judged.get("ci")
+    interval = f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci is not None and all(np.isfinite(ci)) else ""
+    return f"{100 * judged['accuracy']:.0f} %{interval} (n={judged['n']})"
+
 def markdown_table(summaries: list[dict]) -> str:
     attrs = sorted({a for s in summaries for a in s.get("judge_accuracy", {})})
     signal = signal_columns(summaries)
@@ -58,13 +70,8 @@ def markdown_table(summaries: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
         fad = f"{s['fad']:.3f} ({s['fad_n'][0]} / {s['fad_n'][1]})" if "fad" in s else "–"
-        judged = []
-        for a in attrs:
-            j = s.get("judge_accuracy", {}).get(a)
-            judged.append(f"{100 * j['accuracy']:.0f} % (n={j['n']})" if j else "–")
-        for a, _ in signal:
-            j = s.get("signal_accuracy", {}).get(a)
-            judged.append(f"{100 * j['accuracy']:.0f} % (n={j['n']})" if j else "–")
+        judged = [_accuracy_cell(s.get("judge_accuracy", {}).get(a)) for a in attrs]
+        judged += [_accuracy_cell(s.get("signal_accuracy", {}).get(a)) for a, _ in signal]
         cost = f"{s['seconds_per_clip']:.2f}" if "seconds_per_clip" in s else "–"
         passes = str(s.get("forward_passes_per_clip", "–"))
         cfg = f"{s['cfg']:g}" if "cfg" in s else "–"

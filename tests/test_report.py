@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from evaluation.report import assign_curves, point_tag, ratio_table, setting_key
+from evaluation.report import assign_curves, markdown_table, point_tag, ratio_table, setting_key
 from evaluation.suite import paired_ratio_ci
 
 
@@ -54,3 +54,12 @@ def test_zoom_frames_the_focus_diversity_range_and_the_points_inside_it():
     (x0, x1), (y0, y1) = _zoom_limits(points, focus, "adherence")
     assert (x0, x1) == pytest.approx((0.185, 0.315))  # 15 % of the 0.1 range on each side
     assert (y0, y1) == pytest.approx((0.57, 0.83))  # 0.60..0.80 inside; the far point is left out
+
+
+def test_judged_attributes_show_their_interval_over_prompts():
+    summary = {"model": "m", "cfg": 3.0, "adherence": 0.5, "quality": 0.5, "diversity": 0.1,
+               "judge_accuracy": {"mode": {"accuracy": 0.6125, "ci": (0.5104, 0.7196), "n": 152},
+                                  "style": {"accuracy": 0.5, "ci": (float("nan"), float("nan")), "n": 1}}}
+    table = markdown_table([summary])
+    assert "61 % [51, 72] (n=152)" in table  # 0.6125, 0.5104, 0.7196 in percent, rounded
+    assert "50 % (n=1)" in table  # one prompt: no interval to show
