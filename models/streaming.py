@@ -57,8 +57,7 @@ class StreamDecoder:
             raise ValueError(f"need chunks >= 1, context >= 0 and 0 <= overlap <= chunk; got {chunk} (first "
                              f"{first_chunk}), {context}, {overlap}")
         self.decode, self.spf = decode, samples_per_frame
-        self.chunk, self.context, self.overlap = first_chunk, context, overlap
-        self.next_chunk = chunk  # the size of every chunk after the first
+        self.first_chunk, self.chunk, self.context, self.overlap = first_chunk, chunk, context, overlap
         self.emitted = 0  # frames whose audio has been handed out
         self.tail: torch.Tensor | None = None  # audio of frames [emitted, emitted + overlap), held back
 
@@ -67,7 +66,8 @@ class StreamDecoder:
         not enough new frames arrived); with ``final`` the rest of the clip."""
         f = codes.shape[-1]
         end = f if final else f - self.context
-        if not final and end - self.emitted < self.chunk + self.overlap:
+        size = self.first_chunk if self.emitted == 0 else self.chunk  # nothing handed out yet: the first chunk
+        if not final and end - self.emitted < size + self.overlap:
             return None
         start = max(0, self.emitted - self.context)
         stop = f if final else min(f, end + self.context)
@@ -81,7 +81,6 @@ class StreamDecoder:
         if final:
             self.emitted, self.tail = f, None
             return audio
-        self.chunk = self.next_chunk
         keep = (end - self.overlap - self.emitted) * self.spf
         out, self.tail = audio[..., :keep], audio[..., keep:] if self.overlap else None
         self.emitted = end - self.overlap
