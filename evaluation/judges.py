@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evaluation.signal_judges import KK_MAJOR, KK_MINOR
 from models.audio_tower import ConvTower, FrontendConfig, LogMelFrontend, TowerConfig, segment_batch
 from models.module_io import config_from_dict, load_module, save_module
 
@@ -46,10 +47,6 @@ class AttributeJudgement:
 
     matches: list[dict[str, bool]]
     profiles: torch.Tensor
-
-# Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
-KK_MAJOR = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
-KK_MINOR = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
 
 
 def label_of(record: dict, attr: str) -> str:
