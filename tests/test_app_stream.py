@@ -15,24 +15,18 @@ import soundfile as sf
 import torch
 
 from app.generation import AudioPiece, GenerationService
-from app.registry import ModelRegistry
+from app.registry import ModelRegistry, RegistryEntry
 from app.store import open_store
 from models.sampling import SamplingParams
 from musicrl.continuation import prompt_from_array
 
-REGISTRY_YAML = """
-models:
-  - {id: a, name: Model A, path: debug}
-"""
 DUR = 1.0
 PARAMS = SamplingParams(cfg=3.0, top_k=50)
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory) -> ModelRegistry:
-    path = tmp_path_factory.mktemp("registry") / "registry.yaml"
-    path.write_text(REGISTRY_YAML)
-    return ModelRegistry.from_file(path)
+def registry() -> ModelRegistry:
+    return ModelRegistry([RegistryEntry("a", "Model A", path="debug")])
 
 
 @pytest.fixture
