@@ -16,6 +16,7 @@ it to know which attributes a free-text prompt asks for. The free caption genera
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 import numpy as np
 
@@ -136,17 +137,34 @@ def _lead_phrase(word: str, plural: bool, rng: np.random.Generator) -> str:
     return _pick(rng, forms)
 
 
-def make_caption(attrs: dict, rng: np.random.Generator) -> tuple[str, list[str]]:
+def make_caption(
+    attrs: dict, rng: np.random.Generator, mentioned: Collection[str] | None = None
+) -> tuple[str, list[str]]:
     """One caption for a clip with attributes ``attrs`` -> (caption, mentioned attribute names).
 
     ``attrs`` needs style, tempo, key, mode, lead_instrument, drums, mood and energy. Mentioned
     names come from: style, mood, energy, tempo, tempo_band, key, mode, lead_instrument, drums.
+    ``mentioned`` fixes which of them the caption states (say, those of a free caption, so that the
+    two say the same thing) instead of drawing them; the draws are made either way, so a corpus
+    caption does not change.
     """
     mention = {name: bool(rng.random() < p) for name, p in MENTION_PROBABILITY.items()}
     if not any(mention.values()):
         mention["style"] = True
     tempo_as_number = bool(rng.random() < 0.6)
     full_key = bool(rng.random() < 0.65)
+    if mentioned is not None:
+        said = set(mentioned)
+        unknown = said - set(MENTION_PROBABILITY) - {"tempo_band", "mode"}
+        if not said or unknown:
+            raise ValueError(f"mentioned must name some of {', '.join(MENTION_PROBABILITY)}, got {sorted(said)}")
+        mention = {name: name in said for name in MENTION_PROBABILITY}
+        mention["tempo"] = bool(said & {"tempo", "tempo_band"})
+        mention["key"] = bool(said & {"key", "mode"})
+        # (a flag of an unstated attribute keeps its draw: later draws depend on it)
+        tempo_as_number = "tempo" in said if mention["tempo"] else tempo_as_number
+        full_key = "key" in said if mention["key"] else full_key
+    band_word = mention["tempo"] and (not tempo_as_number if mentioned is None else "tempo_band" in mentioned)
     plural = attrs["lead_instrument"] == "strings"
 
     style = _pick(rng, STYLE_WORDS[attrs["style"]])
@@ -175,7 +193,7 @@ def make_caption(attrs: dict, rng: np.random.Generator) -> tuple[str, list[str]]
     if mention["energy"]:
         adjectives.append(energy)
         mentioned.append("energy")
-    if mention["tempo"] and not tempo_as_number:
+    if band_word:  # a tempo is stated as a number, a word of its band, or (chosen) both
         adjectives.append(band)
         mentioned.append("tempo_band")
     order = rng.permutation(len(adjectives))

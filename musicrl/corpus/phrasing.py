@@ -297,3 +297,18 @@ def corpus_caption(attrs: dict, mode: str, seed_parts: list[int]) -> tuple[str, 
     if mode == "free" or (mode == "mix" and draw < FREE_SHARE_IN_MIX):
         return (*free_caption(attrs, free_rng), "free")
     return (*make_caption(attrs, np.random.default_rng([*seed_parts, 7])), "template")
+
+
+def caption_pair(attrs: dict, rng: np.random.Generator, template_share: float = 0.0) -> tuple[str, str, list[str]]:
+    """Two captions of one clip that state the same labels -> (asked, template, mentioned names).
+
+    ``asked`` is a free caption (with probability ``template_share`` another template caption
+    instead), ``template`` a template caption (``captions.make_caption``) stating exactly what
+    ``asked`` states. What the caption-distillation recipe teaches: read ``asked`` as ``template``.
+    """
+    if rng.random() < template_share:
+        asked, mentioned = make_caption(attrs, rng)
+    else:
+        asked, mentioned = free_caption(attrs, rng)
+    template, _ = make_caption(attrs, rng, mentioned)
+    return asked, template, mentioned
