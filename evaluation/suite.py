@@ -32,10 +32,12 @@ CodesMetric = Callable[[list[str], torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class EvalPrompt:
-    """A caption and the ground-truth attributes it states (the only ones a judge can hold it to)."""
+    """A caption and the ground-truth attributes it states (the only ones a judge can hold it to);
+    ``exact``: what only a signal measure can check, the tempo in BPM and the key where the prompt names them."""
 
     caption: str
     attributes: dict[str, str] = field(default_factory=dict)
+    exact: dict[str, str] = field(default_factory=dict)
 
 
 class DiversityMetric(Protocol):

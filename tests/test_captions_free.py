@@ -301,6 +301,8 @@ def test_eval_reads_the_paraphrase_set_as_a_prompt_spec(tmp_path, capsys):
     assert first[0].attributes == {"style": "techno", "tempo_band": "fast", "mode": "minor",
                                    "lead_instrument": "synth lead", "drums": "True"}
     assert first[1].attributes == {"tempo_band": "slow", "mode": "major", "lead_instrument": "piano", "drums": "False"}
+    # what only the signal judges check: a stated BPM and key (p01 says 138 BPM and minor, p02 no tempo number)
+    assert first[0].exact == {"tempo": "138", "mode": "minor"} and first[1].exact == {"mode": "major"}
 
     out = tmp_path / "eval"
     common = ["--samples-per-prompt", "1", "--duration", "0.2", "--reference", "none", "--cfg", "1"]

@@ -164,14 +164,21 @@ def _corpus_spec(spec: str) -> tuple[Path, str, int]:
 def corpus_prompts(spec: str):
     """Prompts (captions + the attributes they state) of the first N clips of a corpus split."""
     from evaluation.suite import EvalPrompt
+    from musicrl.corpus.captions import parse_caption
     from musicrl.corpus_data import split_records, stated_attributes
 
     root, split, n = _corpus_spec(spec)
     records = split_records(root, split, n)
     if not records:
         raise InputError(f"no clips in split {split!r} of {root}")
-    prompts = [EvalPrompt(r["caption"], stated_attributes(r)) for r in records]
+    prompts = [EvalPrompt(r["caption"], stated_attributes(r), exact_labels(r, parse_caption(r["caption"])))
+               for r in records]
     return prompts, records, root
+
+
+def exact_labels(labels: dict, stated) -> dict[str, str]:
+    """The tempo in BPM, the key and the mode among ``stated``, as strings (for the signal judges)."""
+    return {a: str(labels[a]) for a in ("tempo", "key", "mode") if a in stated and a in labels}
 
 
 def paraphrase_prompts(spec: str):
@@ -186,7 +193,8 @@ def paraphrase_prompts(spec: str):
         path, n = spec.removeprefix("paraphrase:"), "0"
     prompts = load_paraphrase_set(path)
     prompts = prompts[: int(n)] if int(n) else prompts
-    return [EvalPrompt(p.caption, judged_labels(p.attributes, JUDGED)) for p in prompts], None, None
+    return [EvalPrompt(p.caption, judged_labels(p.attributes, JUDGED), exact_labels(p.attributes, p.attributes))
+            for p in prompts], None, None
 
 
 def load_prompts(spec: str):
@@ -271,23 +279,17 @@ def signal_calibration_path(given: str | None, shipped: Path) -> Path | None:
     return Path(given)
 
 
-def signal_truth(prompts: list, records: list[dict] | None) -> dict[str, dict[str, str]]:
-    """caption -> what its prompt states that the signal judges can check: its judged attributes and, for
-    corpus prompts, the tempo in BPM and the key where the caption names them."""
-    from musicrl.corpus.captions import parse_caption
-
-    truth = {p.caption: dict(p.attributes) for p in prompts}
-    for r in records or []:
-        stated = parse_caption(r["caption"])
-        truth[r["caption"]].update({a: str(r[a]) for a in ("tempo", "key", "mode") if a in stated and a in r})
-    return truth
+def signal_truth(prompts: list) -> dict[str, dict[str, str]]:
+    """caption -> what its prompt states that the signal judges can check: its judged attributes and the
+    tempo in BPM and the key where it names them."""
+    return {p.caption: {**p.attributes, **p.exact} for p in prompts}
 
 
-def build_scorers(models: dict, samples_per_prompt: int, prompts: list, records: list[dict] | None = None):
+def build_scorers(models: dict, samples_per_prompt: int, prompts: list):
     """The RL rewards of ``musicrl.rewards`` as the evaluation's metrics (the numbers eval reports are
     the rewards a recipe optimises): adherence and quality per clip, diversity among a prompt's
     samples, and the judges against each prompt's stated attributes; plus the signal judges (evaluation
-    only, like the judges) against what each prompt states (``records``: a corpus prompt set's)."""
+    only, like the judges) against what each prompt states."""
     from evaluation.signal_judges import SignalMatch
     from evaluation.suite import Scorers
     from musicrl import rewards
@@ -301,7 +303,7 @@ def build_scorers(models: dict, samples_per_prompt: int, prompts: list, records:
     if "judges" in models:
         scorers.attributes = rewards.AttributeMatch(models["judges"], {p.caption: p.attributes for p in prompts})
     if "signal_judges" in models:
-        scorers.signal = SignalMatch(models["signal_judges"], signal_truth(prompts, records))
+        scorers.signal = SignalMatch(models["signal_judges"], signal_truth(prompts))
     return scorers
 
 
@@ -540,7 +542,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--weights steers a steerable model (musicrl train clp, musicrl soup); none is given")
     kl_reference = load_kl_reference(args.kl_reference, specs)
     sample_rate = specs[0].generator.sample_rate
-    scorers = build_scorers(load_scorer_models(args, sample_rate), args.samples_per_prompt, prompts, records)
+    scorers = build_scorers(load_scorer_models(args, sample_rate), args.samples_per_prompt, prompts)
     if args.reward_model is not None:
         scorers.per_clip_codes["preference"] = preference_reward(args.reward_model, [s.generator for s in specs])
     summaries = []
