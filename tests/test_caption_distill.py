@@ -155,3 +155,16 @@ def test_refuses_data_without_labels_and_writes_nothing(tmp_path, clips, capsys)
     assert not (tmp_path / "r2").exists()
     with pytest.raises(InputError, match="frames"):
         caption_distill.setup(config(labelled_tokens(tmp_path / "ok", gen, clips[:6]), tmp_path / "r3", "frames=99"))
+
+
+def test_two_processes_take_their_share_of_the_pairs_and_equal_one(tokens, tmp_path):
+    from tests.test_distributed import assert_same_weights, torchrun, weights
+
+    args = [f"data={tokens}", *RUN, "steps=2", "eval_every=100", "save_every=2"]
+    caption_distill.main(load_config(caption_distill.Config, None, [*args, f"out={tmp_path / 'one'}"]))
+    torchrun(2, ["caption-distill", *args, f"out={tmp_path / 'two'}"])
+    assert_same_weights(weights(tmp_path / "one", "adapter"), weights(tmp_path / "two", "adapter"))
+    logs = [[json.loads(x) for x in (tmp_path / d / "log.jsonl").read_text().splitlines()] for d in ("one", "two")]
+    steps = [[r for r in log if "loss" in r] for log in logs]
+    assert [r["rank_rows"] for r in steps[0]] == [4, 4] and [r["rank_rows"] for r in steps[1]] == [2, 2]
+    assert [r["loss"] for r in steps[0]] == pytest.approx([r["loss"] for r in steps[1]], rel=1e-4)
