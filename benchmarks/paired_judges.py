@@ -43,10 +43,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path, help="eval directory of the old model")
     parser.add_argument("b", type=Path, help="eval directory of the new model")
+    parser.add_argument("--reworded", action="store_true",
+                        help="B's prompts say A's in other words (same file order): pair by prompt index, not caption")
     args = parser.parse_args()
     rows = [[json.loads(line) for line in (d / "results.jsonl").open()] for d in (args.a, args.b)]
     captions = [{r["prompt_index"]: r["caption"] for r in rs} for rs in rows]
-    if any(captions[0][i] != captions[1][i] for i in set(captions[0]) & set(captions[1])):
+    if not args.reworded and any(captions[0][i] != captions[1][i] for i in set(captions[0]) & set(captions[1])):
         raise SystemExit("the two evaluations did not use the same prompts")
     print(f"{len(rows[0])} and {len(rows[1])} clips; differences are {args.b.name} - {args.a.name}")
     print("| measure | A | B | B - A [95 % interval over prompts] | prompts |\n|---|---:|---:|---:|---:|")
