@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from models.checkpoint import save_checkpoint
+from models.errors import InputError
 from models.conditioners import ConditionerRef
 from models.generator import MusicGenerator
 from models.lm import AudioLM, LMConfig
@@ -39,4 +40,17 @@ def assemble_default(
         max_duration=max_duration,
     )
     lineage = {"parents": [], "step": info["step"], "recipe": "lm", "metrics": info["metrics"]}
+    return save_checkpoint(gen, out, lineage=lineage, weights_dtype=torch.float16)
+
+
+def ship_checkpoint(model: Path, out: Path) -> Path:
+    """A finetuned musicrl checkpoint (its LM, conditioner and codec) as the embedded default at ``out``: the LM's
+    weights in fp16, its lineage kept (the parents name the model it was finetuned from)."""
+    from models.checkpoint import load_checkpoint
+
+    gen = load_checkpoint(model)
+    if gen.conditioner.describe().get("type") != "minilm":
+        raise InputError(f"{model} does not read text with the packaged MiniLM; the default must")
+    gen.name = "default"
+    lineage = {**gen.meta["lineage"], "shipped_from": str(model)}
     return save_checkpoint(gen, out, lineage=lineage, weights_dtype=torch.float16)

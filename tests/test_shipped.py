@@ -22,3 +22,26 @@ def test_default_weights_are_compact_safetensors():
     assert sum(p.stat().st_size for p in files) < 60 * 2**20
     meta = json.loads((DEFAULT_DIR / "musicrl.json").read_text())
     assert meta["conditioner"]["type"] == "minilm" and meta["codec"]["type"] == "spectral"
+
+
+def test_a_finetuned_checkpoint_ships_as_the_default_in_fp16(tmp_path, capsys):
+    """``musicrl train assemble-default model=RUN/model``: fp32 weights in, fp16 out, lineage kept; a model that
+    does not read text with the packaged MiniLM is refused with one line and nothing written."""
+    from models.checkpoint import load_checkpoint, save_checkpoint
+    from models.debug import debug_generator
+    from musicrl.cli import main as cli
+
+    tuned = load_generator(None)
+    with torch.no_grad():
+        tuned.lm.heads.weight.add_(0.01)  # a "finetuned" default, stored in fp32 as recipes write it
+    save_checkpoint(tuned, tmp_path / "run", lineage={"parents": ["abc"], "recipe": "caption-distill", "step": 7})
+    assert cli(["train", "assemble-default", f"model={tmp_path / 'run'}", f"out={tmp_path / 'ship'}"]) == 0
+    shipped = load_checkpoint(tmp_path / "ship")
+    lineage = json.loads((tmp_path / "ship" / "musicrl.json").read_text())["lineage"]
+    assert lineage["recipe"] == "caption-distill" and lineage["parents"] == ["abc"] and lineage["step"] == 7
+    assert (tmp_path / "ship" / "lm.safetensors").stat().st_size < 0.55 * (tmp_path / "run" / "lm.safetensors").stat().st_size
+    want = tuned.lm.heads.weight.half().float()
+    assert torch.equal(shipped.lm.heads.weight, want)
+    save_checkpoint(debug_generator(), tmp_path / "debug")
+    assert cli(["train", "assemble-default", f"model={tmp_path / 'debug'}", f"out={tmp_path / 'bad'}"]) == 2
+    assert "packaged MiniLM" in capsys.readouterr().err and not (tmp_path / "bad").exists()
