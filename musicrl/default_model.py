@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 
 from models.checkpoint import save_checkpoint
-from models.errors import InputError
 from models.conditioners import ConditionerRef
+from models.errors import InputError
 from models.generator import MusicGenerator
 from models.lm import AudioLM, LMConfig
 from models.module_io import read_header
