@@ -55,6 +55,11 @@ def main() -> None:
     for key, label in (("judge_correct", "judge"), ("signal_correct", "signal")):
         for attr in sorted({a for rs in rows for r in rs for a in r.get(key, {})}):
             got = [per_prompt(rs, lambda r, k=key, a=attr: r.get(k, {}).get(a)) for rs in rows]
+            if not set(got[0]) & set(got[1]):  # one side did not measure it (an older eval)
+                side = "B" if got[1] else "A"
+                mean = np.mean(list((got[1] or got[0]).values()))
+                print(f"| {label}: {attr} | only {side} measured it: {100 * mean:.0f} % | | | {len(got[1] or got[0])} |")
+                continue
             p = paired(*got)
             print(f"| {label}: {attr} | {100 * p['a']:.0f} % | {100 * p['b']:.0f} % | {100 * p['diff']:+.1f} "
                   f"[{100 * p['ci'][0]:+.1f}, {100 * p['ci'][1]:+.1f}] | {p['prompts']} |")
