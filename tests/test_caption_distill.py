@@ -153,6 +153,8 @@ def test_refuses_data_without_labels_and_writes_nothing(tmp_path, clips, capsys)
     args = ["train", "caption-distill", f"data={bare}", f"out={tmp_path / 'r2'}", "model=debug"]
     assert cli(args) == 2 and "lacks clip labels" in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()
+    with pytest.raises(InputError, match="divergence"):
+        caption_distill.setup(config(bare, tmp_path / "r4", "divergence=l2"))
     with pytest.raises(InputError, match="frames"):
         caption_distill.setup(config(labelled_tokens(tmp_path / "ok", gen, clips[:6]), tmp_path / "r3", "frames=99"))
 

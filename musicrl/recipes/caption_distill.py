@@ -50,6 +50,7 @@ from musicrl.lora import AdapterWeights, LoraSettings, apply_lora, merged_state,
 from musicrl.losses import masked_mean, per_token_divergence
 from musicrl.train_state import JsonlLog, Loop, lr_at, optimizer_step, resume_or_start, start_run
 
+DIVERGENCES = ("forward_kl", "reverse_kl", "gjsd")  # musicrl.losses.per_token_divergence
 NEEDED_LABELS = ("style", "tempo", "key", "mode", "lead_instrument", "drums", "mood", "energy")
 
 
@@ -121,6 +122,8 @@ def _check_labels(data: TokenData, path: Path) -> None:
 def setup(cfg: Config) -> State:
     if not cfg.lora.rank:
         raise InputError("caption-distill trains adapters only: lora.rank must be > 0")
+    if cfg.divergence not in DIVERGENCES:
+        raise InputError(f"divergence must be one of {', '.join(DIVERGENCES)}, got {cfg.divergence!r}")
     if not 0.0 <= cfg.template_share < 1.0:
         raise InputError(f"template_share must be in [0, 1), got {cfg.template_share}")
     data = TokenData.load(cfg.data)
@@ -172,7 +175,8 @@ def next_batch(state: State) -> Batch:
 
 
 def divergence(student, teacher: AudioLM, batch: Batch, kind: str) -> torch.Tensor:
-    """Mean per-token divergence of student(asked) from teacher(template) on the clip's valid positions."""
+    """Mean per-token divergence of student(asked) from teacher(template) over the valid positions of the clips'
+    delay pattern: codes [B, K, T] -> logits [B, K, T + K - 1, V] each -> a scalar (gradient to the student only)."""
     special = teacher.cfg.special_token
     delayed = build_delayed(batch.codes, special)
     inputs = lm_inputs(delayed, special)
