@@ -25,7 +25,6 @@ The plain step (``lm.fused = False``) remains the fallback and the reference the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +57,15 @@ class StepBuffers:
                    empty(rows, f), empty(d, rows), empty(logits, rows))
 
 
-class StepCache(Protocol):
-    """What the fused step reads and writes of a ``models.lm.DecodeCache`` (named by its fields, so this module
-    needs nothing from ``models.lm``, which imports it)."""
+@dataclass
+class DecodeCache:
+    """Everything one generation reuses across steps (made by ``models.lm.AudioLM.start_decoding``; defined here,
+    beside the fused step that reads it, because ``models.lm`` imports this module).
+
+    self_k, self_v: per layer [B, H, S_max, hd]; cross_k, cross_v: per layer [Bc, H, L, hd] for the
+    Bc conditioned rows (rows Bc..B-1 are null rows and skip cross-attention); cross_mask [Bc, 1, 1, L];
+    buffers: the fused step's preallocated outputs, None for the plain step.
+    """
 
     self_k: list[torch.Tensor]
     self_v: list[torch.Tensor]
@@ -68,7 +73,7 @@ class StepCache(Protocol):
     cross_v: list[torch.Tensor]
     cross_mask: torch.Tensor | None
     num_cond: int
-    buffers: StepBuffers | None
+    buffers: StepBuffers | None = None
 
 
 def project(weight: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -86,7 +91,7 @@ def _heads_first(t: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fused_step(lm: nn.Module, tokens: torch.Tensor, pos: int, cache: StepCache) -> torch.Tensor:
+def fused_step(lm: nn.Module, tokens: torch.Tensor, pos: int, cache: DecodeCache) -> torch.Tensor:
     """One decoding step of ``lm`` (a ``models.lm.AudioLM`` with float weights) on ``cache.buffers``: the plain
     step's arithmetic with the faster projection kernel.
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.fused_step import StepBuffers, fused_step
+from models.fused_step import DecodeCache, StepBuffers, fused_step
 
 
 @dataclass
@@ -155,24 +155,6 @@ class DecoderLayer(nn.Module):
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.fc2(self.dropout(F.gelu(self.fc1(self.mlp_norm(x))))))
-
-
-@dataclass
-class DecodeCache:
-    """Everything one generation reuses across steps.
-
-    self_k, self_v: per layer [B, H, S_max, hd]; cross_k, cross_v: per layer [Bc, H, L, hd] for the
-    Bc conditioned rows (rows Bc..B-1 are null rows and skip cross-attention); cross_mask [Bc, 1, 1, L];
-    buffers: the fused step's preallocated outputs (``models.fused_step``), None for the plain step.
-    """
-
-    self_k: list[torch.Tensor]
-    self_v: list[torch.Tensor]
-    cross_k: list[torch.Tensor]
-    cross_v: list[torch.Tensor]
-    cross_mask: torch.Tensor | None
-    num_cond: int
-    buffers: StepBuffers | None = None
 
 
 def _call_weight(linear: nn.Module, x: torch.Tensor) -> torch.Tensor:
