@@ -170,6 +170,14 @@ class MusicGenerator:
         limit = (self.lm.cfg.max_positions - self.lm.cfg.num_codebooks + 1) / self.codec.frame_rate
         self.max_duration = min(self.max_duration, limit)
 
+    def with_lm_weights(self, state: dict[str, torch.Tensor], name: str) -> MusicGenerator:
+        """This model's conditioner and codec with a new LM of the same config holding ``state`` (plain
+        ``AudioLM`` keys; stored float32 on the CPU): what a finetuning recipe exports."""
+        lm = AudioLM(self.lm.cfg)
+        lm.load_state_dict({k: v.detach().cpu().float() for k, v in state.items()})
+        return MusicGenerator(lm=lm, conditioner=self.conditioner, codec=self.codec, name=name,
+                              max_duration=self.max_duration, cfg_free=self.cfg_free)
+
     @property
     def sample_rate(self) -> int:
         return self.codec.sample_rate

@@ -216,13 +216,9 @@ def validate(state: State) -> dict:
 def export(state: State, metrics: dict, out: Path) -> None:
     """A musicrl checkpoint at ``out``: the merged student with the init's conditioner and codec."""
     cfg, init = state.cfg, state.init
-    plain = AudioLM(init.lm.cfg)
-    plain.load_state_dict({k: v.detach().cpu().float() for k, v in merged_state(state.student).items()})
     lineage = {"parents": [init.checkpoint_hash], "step": state.step, "recipe": "caption-distill",
                "metrics": metrics, "init": cfg.model, "lora": to_dict(cfg.lora), "config": to_dict(cfg)}
-    gen = MusicGenerator(lm=plain, conditioner=init.conditioner, codec=init.codec, name=str(out),
-                         max_duration=init.max_duration, cfg_free=init.cfg_free)
-    save_checkpoint(gen, out, lineage=lineage)
+    save_checkpoint(init.with_lm_weights(merged_state(state.student), str(out)), out, lineage=lineage)
 
 
 def main(cfg: Config) -> dict:

@@ -264,16 +264,12 @@ def export_finetuned(state: State, metrics: dict) -> None:
 
     cfg, init, lm = state.cfg, state.init, state.lm
     weights = merged_state(lm) if cfg.lora.rank else lm.state_dict()
-    plain = AudioLM(cfg.lm)
-    plain.load_state_dict({k: v.detach().cpu().float() for k, v in weights.items()})
     lineage = {"parents": [init.checkpoint_hash], "step": state.step, "recipe": "lm", "metrics": metrics,
                "init": cfg.init, "lora": to_dict(cfg.lora) if cfg.lora.rank else None, "config": to_dict(cfg)}
     if cfg.lora.rank:
         extra = {"step": state.step, "metrics": metrics, "init": cfg.init}
         save_adapter(lm, cfg.lora, cfg.out / "adapter", init.name, init.checkpoint_hash, extra)
-    gen = MusicGenerator(lm=plain, conditioner=init.conditioner, codec=init.codec, name=str(cfg.out / "model"),
-                         max_duration=init.max_duration, cfg_free=init.cfg_free)
-    save_checkpoint(gen, cfg.out / "model", lineage=lineage)
+    save_checkpoint(init.with_lm_weights(weights, str(cfg.out / "model")), cfg.out / "model", lineage=lineage)
 
 
 def main(cfg: Config) -> dict:
