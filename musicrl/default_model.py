@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from models.checkpoint import save_checkpoint
+from models.checkpoint import load_checkpoint, save_checkpoint
 from models.conditioners import ConditionerRef
 from models.errors import InputError
 from models.generator import MusicGenerator
@@ -46,8 +46,6 @@ def assemble_default(
 def ship_checkpoint(model: Path, out: Path) -> Path:
     """A finetuned musicrl checkpoint (its LM, conditioner and codec) as the embedded default at ``out``: the LM's
     weights in fp16, its lineage kept (the parents name the model it was finetuned from)."""
-    from models.checkpoint import load_checkpoint
-
     gen = load_checkpoint(model)
     if gen.conditioner.describe().get("type") != "minilm":
         raise InputError(f"{model} does not read text with the packaged MiniLM; the default must")

@@ -153,6 +153,7 @@ def make_caption(
         mention["style"] = True
     tempo_as_number = bool(rng.random() < 0.6)
     full_key = bool(rng.random() < 0.65)
+    band_word = mention["tempo"] and not tempo_as_number  # a tempo as a number, a word of its band, or (chosen) both
     if mentioned is not None:
         said = set(mentioned)
         unknown = said - set(MENTION_PROBABILITY) - {"tempo_band", "mode"}
@@ -164,7 +165,7 @@ def make_caption(
         # (a flag of an unstated attribute keeps its draw: later draws depend on it)
         tempo_as_number = "tempo" in said if mention["tempo"] else tempo_as_number
         full_key = "key" in said if mention["key"] else full_key
-    band_word = mention["tempo"] and (not tempo_as_number if mentioned is None else "tempo_band" in mentioned)
+        band_word = "tempo_band" in said
     plural = attrs["lead_instrument"] == "strings"
 
     style = _pick(rng, STYLE_WORDS[attrs["style"]])
@@ -193,7 +194,7 @@ def make_caption(
     if mention["energy"]:
         adjectives.append(energy)
         mentioned.append("energy")
-    if band_word:  # a tempo is stated as a number, a word of its band, or (chosen) both
+    if band_word:
         adjectives.append(band)
         mentioned.append("tempo_band")
     order = rng.permutation(len(adjectives))
