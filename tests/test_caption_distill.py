@@ -18,8 +18,8 @@ from musicrl.config import load_config
 from musicrl.corpus.build import clip_attributes, plan_clips
 from musicrl.corpus.captions import make_caption, parse_caption
 from musicrl.corpus.phrasing import caption_pair, free_caption
-from musicrl.lm_data import model_identity, write_token_data
 from musicrl.recipes import caption_distill
+from tests.test_lora import token_dir
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +67,9 @@ RUN = ["model=debug", "batch_size=4", "frames=10", "lr=2e-2", "warmup=1", "val_p
        "lora.rank=4", "save_every=2", "keep_every=0"]
 
 
-def labelled_tokens(path, gen, clips: list[dict], frames: int = 12):
+def labelled_tokens(path, gen, clips: list[dict]):
     """Random codes for ``clips`` (the last 2 held out) recorded as made with ``gen``, with their labels."""
-    g = torch.Generator().manual_seed(0)
-    n = len(clips)
-    states = [torch.randn(3, gen.lm.cfg.cond_dim, generator=g) for _ in range(n)]
-    meta = {"ids": [f"c{i}" for i in range(n)], "splits": ["train"] * (n - 2) + ["valid"] * 2,
-            "captions": [f"clip {i}" for i in range(n)], "attributes": clips, "model": model_identity(gen)}
-    write_token_data(path, torch.randint(0, gen.lm.cfg.cardinality, (n, 4, frames), generator=g), states, meta)
-    return path
+    return token_dir(path, gen, n=len(clips), attributes=clips)
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,12 @@ from tests.test_distributed import torchrun, weights
 RUN = ["batch_size=4", "lr=1e-2", "warmup=1", "eval_every=100", "eval_batches=1", "log_every=1", "cond_dropout=0.2"]
 
 
-def token_dir(path, gen, n: int = 10, frames: int = 12):
-    """n clips of random codes (2 held out) recorded as made with ``gen``."""
+def token_dir(path, gen, n: int = 10, frames: int = 12, attributes: list[dict] | None = None):
+    """n clips of random codes (2 held out) recorded as made with ``gen``, with the clips' labels when given."""
     g = torch.Generator().manual_seed(0)
     states = [torch.randn(2 + i % 3, gen.lm.cfg.cond_dim, generator=g) for i in range(n)]
     meta = {"ids": [f"f{i // 2}.wav#{i % 2}" for i in range(n)], "splits": ["train"] * (n - 2) + ["valid"] * 2}
-    meta.update(captions=[f"clip {i}" for i in range(n)], attributes=[{}] * n, model=model_identity(gen))
+    meta.update(captions=[f"clip {i}" for i in range(n)], attributes=attributes or [{}] * n, model=model_identity(gen))
     write_token_data(path, torch.randint(0, gen.lm.cfg.cardinality, (n, 4, frames), generator=g), states, meta)
     return path
 
