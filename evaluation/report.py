@@ -39,7 +39,6 @@ def signal_columns(summaries: list[dict]) -> list[tuple[str, str]]:
     return cols
 
 
-
 def _accuracy_cell(judged: dict | None) -> str:
     """"61 % [51, 72] (n=152)": a judged attribute's accuracy (mean over prompts), its bootstrap interval over
     prompts when the summary has one, and the number of judged clip-attribute pairs; "–" when not judged."""
@@ -48,6 +47,7 @@ def _accuracy_cell(judged: dict | None) -> str:
     ci = judged.get("ci")
     interval = f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci is not None and all(np.isfinite(ci)) else ""
     return f"{100 * judged['accuracy']:.0f} %{interval} (n={judged['n']})"
+
 
 def markdown_table(summaries: list[dict]) -> str:
     attrs = sorted({a for s in summaries for a in s.get("judge_accuracy", {})})
