@@ -8,6 +8,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import tempfile
 import wave
 from pathlib import Path
 
@@ -297,8 +298,9 @@ class FakeArena:
         self.refusals, self.calls, self.votes = list(refusals), [], []
         sr, t = 8000, np.arange(4000) / 8000
         self.paths = []
+        folder = Path(tempfile.mkdtemp(dir=tmp_path))  # its own files: sessions run in parallel threads
         for name, f in (("a", 220.0), ("b", 330.0)):
-            path = tmp_path / f"{name}.wav"
+            path = folder / f"{name}.wav"
             pcm = (0.3 * np.sin(2 * np.pi * f * t) * 32767).astype("<i2")
             with wave.open(str(path), "wb") as w:
                 w.setnchannels(1), w.setsampwidth(2), w.setframerate(sr), w.writeframes(pcm.tobytes())
