@@ -57,8 +57,9 @@ def main() -> None:
             got = [per_prompt(rs, lambda r, k=key, a=attr: r.get(k, {}).get(a)) for rs in rows]
             if not set(got[0]) & set(got[1]):  # one side did not measure it (an older eval)
                 side = "B" if got[1] else "A"
-                mean = np.mean(list((got[1] or got[0]).values()))
-                print(f"| {label}: {attr} | only {side} measured it: {100 * mean:.0f} % | | | {len(got[1] or got[0])} |")
+                measured = got[1] or got[0]
+                mean = np.mean(list(measured.values()))
+                print(f"| {label}: {attr} | only {side} measured it: {100 * mean:.0f} % | | | {len(measured)} |")
                 continue
             p = paired(*got)
             print(f"| {label}: {attr} | {100 * p['a']:.0f} % | {100 * p['b']:.0f} % | {100 * p['diff']:+.1f} "
