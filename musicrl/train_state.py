@@ -15,9 +15,11 @@ step exactly; ranks without a saved RNG keep the one their setup seeded). Collec
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import math
 import random
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -238,7 +240,10 @@ def out_of_time(start: float, limit_min: float, dist: Dist | None = None) -> boo
 
 def start_run(cfg) -> Dist:
     """A recipe's first lines: ``cfg.threads`` (> 0) CPU threads, this process's place under torchrun
-    (``cfg.device``), ``cfg.out`` made and, by rank 0, the resolved ``config.yaml`` written there."""
+    (``cfg.device``), ``cfg.out`` made and, by rank 0, the resolved ``config.yaml`` written there. On POSIX,
+    ``kill -USR1 PID`` then prints every thread's stack of a run that seems stuck (it goes on running)."""
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     if getattr(cfg, "threads", 0):
         torch.set_num_threads(cfg.threads)
     dist = init_distributed(cfg.device)
@@ -321,7 +326,8 @@ class Loop:
     steps and at the last (``on_log`` may add to the record, e.g. validation), a ``StepBudget`` that may
     reset ``cfg.steps``, the time limit, then ``before_save(stop)`` (returns the train state's extra)
     and the train state every ``cfg.save_every`` steps. Returns True when the run must stop. Leaving
-    the ``with`` block closes the bar, waits for every rank and leaves the process group."""
+    the ``with`` block closes the bar, waits for every rank and leaves the process group (on an error: only
+    closes the bar)."""
 
     def __init__(self, name, cfg, log: JsonlLog, dist: Dist, modules: dict, optimizers: dict, step: int, budget=None):
         self.cfg, self.log, self.dist, self.modules, self.optimizers = cfg, log, dist, modules, optimizers
@@ -335,11 +341,11 @@ class Loop:
         from musicrl.distributed import close
 
         self.bar.close()
-        try:
-            if kind is None:
-                self.dist.barrier()
-        finally:
+        if kind is None:  # every rank got here: wait for the others, then leave the group
+            self.dist.barrier()
             close(self.dist)
+        # on an error this rank leaves at once: a barrier or the group's teardown would wait on ranks still inside
+        # a collective, and the error would never print; torchrun stops the other ranks when this one exits
 
     def after_step(self, step: int, metrics: dict, on_log=None, before_save=None) -> bool:
         cfg = self.cfg

@@ -3,10 +3,13 @@ batch, and a 2-process run resumes. Started as ``python -m torch.distributed.run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,14 +25,37 @@ from musicrl.recipes import lm as lm_recipe
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def torchrun(nproc: int, args: list[str]) -> str:
-    """``musicrl train ...`` in ``nproc`` processes; returns the combined output (fails on a non-zero exit)."""
+def torchrun(nproc: int, args: list[str], timeout: float = 240) -> str:
+    """``musicrl train ...`` in ``nproc`` processes; returns the combined output (fails on a non-zero exit).
+    A run still going after ``timeout`` s fails with every worker's stacks (``start_run`` dumps them on SIGUSR1)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
     cmd += ["-m", "musicrl.cli", "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out.stdout + out.stderr
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        workers = children(proc.pid)  # torchrun starts each worker in a session of its own
+        for pid in workers:
+            os.kill(pid, signal.SIGUSR1)
+        time.sleep(3)
+        for pid in [*workers, proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"torchrun still running after {timeout:.0f} s; the workers' stacks:\n{stderr[-12000:]}")
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    return stdout + stderr
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def weights(run: Path, name: str) -> dict[str, torch.Tensor]:
@@ -105,3 +131,21 @@ def test_shards_are_contiguous_and_must_divide():
     assert Dist().shard(rows) == rows
     with pytest.raises(Exception, match="divide"):
         Dist(rank=0, world=3).shard(rows, "batch_size")
+
+
+def test_a_started_run_prints_its_stacks_on_sigusr1_and_goes_on(tmp_path):
+    """``kill -USR1 PID`` on a run that seems stuck: every thread's stack on stderr, and the run continues."""
+    code = ("import time\nfrom dataclasses import dataclass\nfrom pathlib import Path\n"
+            "from musicrl.train_state import start_run\n"
+            f"@dataclass\nclass Config:\n    out: Path = Path({str(tmp_path / 'run')!r})\n    device: str = 'cpu'\n"
+            "start_run(Config())\nprint('started', flush=True)\n"
+            "def waiting_for_a_peer():\n    time.sleep(4)\n"
+            "waiting_for_a_peer()\nprint('went on', flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGUSR1)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "went on" in stdout
+    assert "most recent call first" in stderr and "waiting_for_a_peer" in stderr

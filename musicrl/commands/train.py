@@ -20,6 +20,7 @@ import os
 import pkgutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from models.errors import InputError
 
@@ -64,7 +65,19 @@ def run(args: argparse.Namespace) -> int:
     if args.recipe == "reward-model":
         apply_reward_model_options(cfg, args)
     module.main(cfg)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        leave_without_teardown()
     return 0
+
+
+def leave_without_teardown() -> NoReturn:
+    """End a torchrun worker whose run is over (it left the process group; every file it wrote is closed)
+    without the interpreter's teardown. That teardown collects DDP and the gloo process group it holds while
+    Python refuses the GIL to other threads, so it can wait forever on a thread of the group (a two-process
+    run once hung there after saving, in CI), and it costs seconds when it does not."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def apply_reward_model_options(cfg, args: argparse.Namespace) -> None:
