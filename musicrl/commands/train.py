@@ -74,7 +74,7 @@ def leave_without_teardown() -> NoReturn:
     """End a torchrun worker whose run is over (it left the process group; every file it wrote is closed)
     without the interpreter's teardown. That teardown collects DDP and the gloo process group it holds while
     Python refuses the GIL to other threads, so it can wait forever on a thread of the group (a two-process
-    run once hung there after saving, in CI), and it costs seconds when it does not."""
+    CI run hung for good after its last save, most likely there), and it costs seconds when it does not."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
