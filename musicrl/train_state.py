@@ -15,11 +15,9 @@ step exactly; ranks without a saved RNG keep the one their setup seeded). Collec
 
 from __future__ import annotations
 
-import faulthandler
 import json
 import math
 import random
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -240,10 +238,7 @@ def out_of_time(start: float, limit_min: float, dist: Dist | None = None) -> boo
 
 def start_run(cfg) -> Dist:
     """A recipe's first lines: ``cfg.threads`` (> 0) CPU threads, this process's place under torchrun
-    (``cfg.device``), ``cfg.out`` made and, by rank 0, the resolved ``config.yaml`` written there. On POSIX,
-    ``kill -USR1 PID`` then prints every thread's stack of a run that seems stuck (it goes on running)."""
-    if hasattr(signal, "SIGUSR1"):
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    (``cfg.device``), ``cfg.out`` made and, by rank 0, the resolved ``config.yaml`` written there."""
     if getattr(cfg, "threads", 0):
         torch.set_num_threads(cfg.threads)
     dist = init_distributed(cfg.device)

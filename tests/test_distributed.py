@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def torchrun(nproc: int, args: list[str], timeout: float = 240) -> str:
     """``musicrl train ...`` in ``nproc`` processes; returns the combined output (fails on a non-zero exit).
-    A run still going after ``timeout`` s fails with every worker's stacks (``start_run`` dumps them on SIGUSR1)."""
+    A run still going after ``timeout`` s fails with every worker's stacks (``musicrl train`` dumps them on SIGUSR1)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
     cmd += ["-m", "musicrl.cli", "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -133,12 +133,11 @@ def test_shards_are_contiguous_and_must_divide():
         Dist(rank=0, world=3).shard(rows, "batch_size")
 
 
-def test_a_started_run_prints_its_stacks_on_sigusr1_and_goes_on(tmp_path):
-    """``kill -USR1 PID`` on a run that seems stuck: every thread's stack on stderr, and the run continues."""
-    code = ("import time\nfrom dataclasses import dataclass\nfrom pathlib import Path\n"
-            "from musicrl.train_state import start_run\n"
-            f"@dataclass\nclass Config:\n    out: Path = Path({str(tmp_path / 'run')!r})\n    device: str = 'cpu'\n"
-            "start_run(Config())\nprint('started', flush=True)\n"
+def test_a_training_process_prints_its_stacks_on_sigusr1_and_goes_on():
+    """``kill -USR1 PID`` on a run that seems stuck (``musicrl train`` sets it up): every thread's stack on
+    stderr, and the run continues."""
+    code = ("import time\nfrom musicrl.commands.train import dump_stacks_on_sigusr1\n"
+            "dump_stacks_on_sigusr1()\nprint('started', flush=True)\n"
             "def waiting_for_a_peer():\n    time.sleep(4)\n"
             "waiting_for_a_peer()\nprint('went on', flush=True)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

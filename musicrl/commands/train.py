@@ -15,9 +15,12 @@ started with (OUT/prefs.jsonl is kept once the run has a train state).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
+import io
 import os
 import pkgutil
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if given and args.recipe != "reward-model":
         flags = ", ".join("--" + o.replace("_", "-") for o in given)
         raise InputError(f"{flags} only apply to the reward-model recipe")
+    dump_stacks_on_sigusr1()
     module = importlib.import_module(f"musicrl.recipes.{args.recipe.replace('-', '_')}")
     cfg = load_config(module.Config, args.config, args.overrides)
     if args.recipe == "reward-model":
@@ -68,6 +72,18 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         leave_without_teardown()
     return 0
+
+
+def dump_stacks_on_sigusr1() -> None:
+    """On POSIX, ``kill -USR1 PID`` makes this process print every thread's stack to stderr and go on: where a
+    run that seems stuck waits (under torchrun, send it to each rank's process)."""
+    if not hasattr(signal, "SIGUSR1"):
+        return
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return  # stderr is not a file (captured inside another program): nowhere to write
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
 
 def leave_without_teardown() -> NoReturn:
