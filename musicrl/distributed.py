@@ -90,10 +90,15 @@ class Dist:
             dist.barrier()
 
 
+def launched_world() -> int:
+    """How many processes torchrun started for this run (``WORLD_SIZE``; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_distributed(device: str = "auto") -> Dist:
     """A ``Dist`` for this process: under torchrun (WORLD_SIZE > 1) join the process group (NCCL when
     the device is a GPU, else gloo); otherwise a single process on ``pick_device(device)``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world()
     if world == 1:
         return Dist(device=pick_device(device))
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))

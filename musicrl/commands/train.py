@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from models.errors import InputError
+from musicrl.distributed import launched_world
 
 REWARD_MODEL_OPTIONS = ("prefs", "audio_root", "num_models", "db", "data_dir")
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.recipe == "reward-model":
         apply_reward_model_options(cfg, args)
     module.main(cfg)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_world() > 1:
         leave_without_teardown()
     return 0
 
@@ -111,7 +112,7 @@ def apply_reward_model_options(cfg, args: argparse.Namespace) -> None:
         return
     if args.prefs is not None:
         raise InputError("give the votes as --prefs FILE or --db URL, not both")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if launched_world() > 1:
         raise InputError("--db reads the store in one process; under torchrun export first "
                          "(musicrl prefs export) and pass --prefs")
     data_dir = args.data_dir or Path("data/app")
